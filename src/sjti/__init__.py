@@ -1,0 +1,72 @@
+"""sjti: JSON Web Tokens revocable per user, instantly, without a revocation list.
+
+The safe API is re-exported here; modules starting with ``_`` are private.
+"""
+
+from ._core.binding import UserKey
+from ._core.claims import Claims, ClaimsPolicy
+from ._core.keys import SigningKey, VerifyingKey
+from ._core.keyset import KeySet
+from ._core.wrapping import Kek, KekRing, WrappedSecret, generate_user_key
+from .errors import (
+    AlgorithmNotAllowedError,
+    BackendError,
+    ConfigurationError,
+    ExpiredTokenError,
+    ImmatureTokenError,
+    InvalidAudienceError,
+    InvalidClaimError,
+    InvalidIssuerError,
+    InvalidKeyError,
+    InvalidSignatureError,
+    InvalidTypeError,
+    MalformedTokenError,
+    MissingClaimError,
+    RevokedTokenError,
+    SecretError,
+    SjtiError,
+    TokenError,
+    UnknownKeyError,
+    UnwrapError,
+)
+from .tokens import BoundaryVerifier, Clock, Issuer, UserVerifier, system_clock
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AlgorithmNotAllowedError",
+    "BackendError",
+    "BoundaryVerifier",
+    "Claims",
+    "ClaimsPolicy",
+    "Clock",
+    "ConfigurationError",
+    "ExpiredTokenError",
+    "ImmatureTokenError",
+    "InvalidAudienceError",
+    "InvalidClaimError",
+    "InvalidIssuerError",
+    "InvalidKeyError",
+    "InvalidSignatureError",
+    "InvalidTypeError",
+    "Issuer",
+    "Kek",
+    "KekRing",
+    "KeySet",
+    "MalformedTokenError",
+    "MissingClaimError",
+    "RevokedTokenError",
+    "SecretError",
+    "SigningKey",
+    "SjtiError",
+    "TokenError",
+    "UnknownKeyError",
+    "UnwrapError",
+    "UserKey",
+    "UserVerifier",
+    "VerifyingKey",
+    "WrappedSecret",
+    "__version__",
+    "generate_user_key",
+    "system_clock",
+]

@@ -1,0 +1,290 @@
+"""Protection at rest of per-user token secrets under a KEK ring kept outside the database.
+
+Each user has a random 32-byte *user key*. The database never stores it in clear: it
+stores a :class:`WrappedSecret`, the user key sealed with AES-256-GCM under a
+*key-encryption key* (:class:`Kek`) that lives in the environment, not in the database.
+
+Like cryptography's ``MultiFernet``, a :class:`KekRing` holds several KEKs: the first
+(the *primary*) wraps, every KEK unwraps, and :meth:`KekRing.rewrap` moves a secret to
+the primary without changing the user key, so rotating a KEK logs nobody out.
+
+Blob layout: ``nonce (12 random bytes) || ciphertext || tag (16 bytes)``. The GCM
+associated data binds a domain tag, the format version, the KEK id and the user id,
+each length-prefixed, so a wrapped secret copied onto another user's row, relabelled
+with another KEK id, or altered in any bit fails to open. Every unwrap failure raises
+the one opaque :class:`~sjti.errors.UnwrapError`.
+
+Text form, for one database column: ``v1.<kek_id>.<base64url(blob), unpadded>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from sjti.errors import ConfigurationError, InvalidKeyError, UnwrapError
+
+__all__ = [
+    "KEK_SIZE",
+    "USER_KEY_SIZE",
+    "Kek",
+    "KekRing",
+    "WrappedSecret",
+    "generate_user_key",
+]
+
+USER_KEY_SIZE = 32
+KEK_SIZE = 32
+
+_VERSION = "v1"
+_DOMAIN = b"sjti/wrapped-user-key"
+_NONCE_SIZE = 12
+_TAG_SIZE = 16
+_BLOB_SIZE = _NONCE_SIZE + USER_KEY_SIZE + _TAG_SIZE
+# Generous bound on the text form, checked before any parsing.
+_MAX_TEXT_LEN = 512
+_KID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def generate_user_key() -> bytes:
+    """Return a fresh random user key of :data:`USER_KEY_SIZE` bytes."""
+    return secrets.token_bytes(USER_KEY_SIZE)
+
+
+def _is_kid(value: object) -> bool:
+    return isinstance(value, str) and _KID_RE.fullmatch(value) is not None
+
+
+def _b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64url_decode(text: str) -> bytes:
+    """Decode unpadded base64url strictly: right alphabet, canonical form; else ValueError."""
+    if _B64URL_RE.fullmatch(text) is None or len(text) % 4 == 1:
+        raise ValueError("not base64url")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error:
+        raise ValueError("not base64url") from None
+    # Reject non-zero trailing bits, so one blob has exactly one text form.
+    if _b64url_encode(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
+
+
+def _length_prefixed(part: bytes) -> bytes:
+    return len(part).to_bytes(4, "big") + part
+
+
+def _associated_data(kid: str, user_id: str) -> bytes:
+    """Bind domain, version, KEK id and user id; length prefixes keep it unambiguous."""
+    return b"".join(
+        _length_prefixed(part)
+        for part in (
+            _DOMAIN,
+            _VERSION.encode("ascii"),
+            kid.encode("ascii"),
+            user_id.encode("utf-8"),
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class Kek:
+    """An AES-256-GCM key-encryption key with a short ASCII id.
+
+    ``kid`` matches ``[A-Za-z0-9_-]{1,64}``; ``key`` is exactly 32 bytes. The repr and
+    every error message leave the key bytes out; equality compares them in constant time.
+    """
+
+    kid: str
+    key: bytes
+
+    def __post_init__(self) -> None:
+        if not _is_kid(self.kid):
+            raise ConfigurationError("KEK id must match [A-Za-z0-9_-]{1,64}")
+        if not isinstance(self.key, bytes) or len(self.key) != KEK_SIZE:
+            raise InvalidKeyError(f"KEK {self.kid!r} must be exactly {KEK_SIZE} bytes")
+
+    @classmethod
+    def generate(cls, kid: str | None = None) -> Kek:
+        """Return a new random KEK; ``kid`` defaults to a short random id."""
+        return cls(
+            kid=kid if kid is not None else secrets.token_urlsafe(6),
+            key=secrets.token_bytes(KEK_SIZE),
+        )
+
+    def __repr__(self) -> str:
+        return f"Kek(kid={self.kid!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Kek):
+            return NotImplemented
+        return self.kid == other.kid and hmac.compare_digest(self.key, other.key)
+
+    def __hash__(self) -> int:
+        return hash((Kek, self.kid))
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedSecret:
+    """A user key sealed under the KEK named ``kek_id``; ``blob`` is nonce || ciphertext+tag.
+
+    Holds no secret in clear: this is what the database stores, via :meth:`to_str`.
+    """
+
+    kek_id: str
+    blob: bytes
+
+    def __post_init__(self) -> None:
+        # Data read back from storage: a malformed field is one more unwrap failure.
+        if not _is_kid(self.kek_id) or not isinstance(self.blob, bytes):
+            raise UnwrapError()
+
+    def to_str(self) -> str:
+        """Return the versioned text form ``v1.<kek_id>.<base64url blob>`` for one DB column."""
+        return f"{_VERSION}.{self.kek_id}.{_b64url_encode(self.blob)}"
+
+    @classmethod
+    def from_str(cls, text: str) -> WrappedSecret:
+        """Parse :meth:`to_str` output; anything malformed raises :class:`UnwrapError`."""
+        if not isinstance(text, str) or len(text) > _MAX_TEXT_LEN:
+            raise UnwrapError()
+        parts = text.split(".")
+        if len(parts) != 3:
+            raise UnwrapError()
+        version, kek_id, encoded = parts
+        if version != _VERSION or not _is_kid(kek_id):
+            raise UnwrapError()
+        try:
+            blob = _b64url_decode(encoded)
+        except ValueError:
+            raise UnwrapError() from None
+        if len(blob) != _BLOB_SIZE:
+            raise UnwrapError()
+        return cls(kek_id=kek_id, blob=blob)
+
+
+class KekRing:
+    """KEKs in order of preference: the first (primary) wraps, every one unwraps.
+
+    Rotation: put a new KEK first, :meth:`rewrap` each secret for which
+    :meth:`needs_rewrap` holds, then drop the old KEK from the ring.
+    """
+
+    __slots__ = ("_aeads", "_keks")
+
+    def __init__(self, keks: Sequence[Kek]) -> None:
+        keks = tuple(keks)
+        if not keks:
+            raise ConfigurationError("KEK ring needs at least one KEK")
+        if not all(isinstance(kek, Kek) for kek in keks):
+            raise ConfigurationError("KEK ring accepts only Kek instances")
+        kids = [kek.kid for kek in keks]
+        if len(set(kids)) != len(kids):
+            raise InvalidKeyError("KEK ring has duplicate KEK ids")
+        self._keks: tuple[Kek, ...] = keks
+        self._aeads: dict[str, AESGCM] = {kek.kid: AESGCM(kek.key) for kek in keks}
+
+    @property
+    def primary(self) -> Kek:
+        """The KEK that wraps new secrets."""
+        return self._keks[0]
+
+    @property
+    def keks(self) -> tuple[Kek, ...]:
+        """All KEKs, primary first."""
+        return self._keks
+
+    def __repr__(self) -> str:
+        return f"KekRing(kids={[kek.kid for kek in self._keks]!r})"
+
+    def wrap(self, user_id: str, user_key: bytes) -> WrappedSecret:
+        """Seal ``user_key`` for ``user_id`` under the primary KEK with a fresh random nonce."""
+        if not isinstance(user_key, bytes) or len(user_key) != USER_KEY_SIZE:
+            raise InvalidKeyError(f"user key must be exactly {USER_KEY_SIZE} bytes")
+        if not isinstance(user_id, str) or not user_id:
+            raise ConfigurationError("user id must be a non-empty string")
+        try:
+            user_id.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigurationError("user id must be encodable as UTF-8") from None
+        kid = self.primary.kid
+        nonce = secrets.token_bytes(_NONCE_SIZE)
+        sealed = self._aeads[kid].encrypt(nonce, user_key, _associated_data(kid, user_id))
+        return WrappedSecret(kek_id=kid, blob=nonce + sealed)
+
+    def unwrap(self, user_id: str, wrapped: WrappedSecret) -> bytes:
+        """Open ``wrapped`` for ``user_id``; any failure raises the opaque :class:`UnwrapError`."""
+        try:
+            if (
+                not isinstance(wrapped, WrappedSecret)
+                or not isinstance(user_id, str)
+                or not user_id
+            ):
+                raise UnwrapError()
+            aead = self._aeads.get(wrapped.kek_id)
+            blob = wrapped.blob
+            if aead is None or len(blob) != _BLOB_SIZE:
+                raise UnwrapError()
+            aad = _associated_data(wrapped.kek_id, user_id)
+            user_key = aead.decrypt(blob[:_NONCE_SIZE], blob[_NONCE_SIZE:], aad)
+        except (InvalidTag, ValueError, TypeError):  # UnicodeError is a ValueError
+            raise UnwrapError() from None
+        if len(user_key) != USER_KEY_SIZE:
+            raise UnwrapError()
+        return user_key
+
+    def rewrap(self, user_id: str, wrapped: WrappedSecret) -> WrappedSecret:
+        """Return the same user key wrapped under the primary KEK (nobody is logged out)."""
+        return self.wrap(user_id, self.unwrap(user_id, wrapped))
+
+    def needs_rewrap(self, wrapped: WrappedSecret) -> bool:
+        """True when ``wrapped`` is not under the primary KEK."""
+        return wrapped.kek_id != self.primary.kid
+
+    @classmethod
+    def from_config(cls, text: str) -> KekRing:
+        """Parse ``"kid:base64url(32 bytes),kid2:..."`` (first is primary).
+
+        Errors name the entry by position only, never its text, which may hold key material.
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigurationError("KEK config is empty")
+        keks: list[Kek] = []
+        for position, entry in enumerate(text.split(","), start=1):
+            kid, sep, encoded = entry.strip().partition(":")
+            if not sep:
+                raise ConfigurationError(
+                    f"KEK config entry {position}: expected 'kid:base64url-key'"
+                )
+            if not _is_kid(kid):
+                raise ConfigurationError(
+                    f"KEK config entry {position}: id must match [A-Za-z0-9_-]{{1,64}}"
+                )
+            try:
+                key = _b64url_decode(encoded.rstrip("="))
+            except ValueError:
+                raise InvalidKeyError(
+                    f"KEK config entry {position}: key is not valid base64url"
+                ) from None
+            if len(key) != KEK_SIZE:
+                raise InvalidKeyError(
+                    f"KEK config entry {position}: key must decode to {KEK_SIZE} bytes"
+                )
+            keks.append(Kek(kid=kid, key=key))
+        return cls(keks)
+
+    def to_config(self) -> str:
+        """Return the :meth:`from_config` text for this ring; it holds the keys, keep it secret."""
+        return ",".join(f"{kek.kid}:{_b64url_encode(kek.key)}" for kek in self._keks)

@@ -1,0 +1,60 @@
+"""Shared fixtures: keys for every algorithm (made once), a frozen clock, a policy."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+
+from sjti import BoundaryVerifier, ClaimsPolicy, Issuer, SigningKey, UserKey, UserVerifier
+from sjti.testing import FrozenClock
+
+NOW = 1_800_000_000
+ISSUER = "https://auth.example.com"
+AUDIENCE = "https://api.example.com"
+ALGORITHMS = (
+    "HS256", "HS384", "HS512",
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+    "ES256", "ES384", "ES512", "EdDSA",
+)  # fmt: skip
+
+
+@cache
+def key_for(alg: str) -> SigningKey:
+    """One key per algorithm for the whole run (RSA generation is slow)."""
+    return SigningKey.generate(alg)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(NOW)
+
+
+@pytest.fixture
+def policy() -> ClaimsPolicy:
+    return ClaimsPolicy(issuer=ISSUER, audience=AUDIENCE)
+
+
+@pytest.fixture
+def hs_key() -> SigningKey:
+    return key_for("HS256")
+
+
+@pytest.fixture
+def user_key() -> UserKey:
+    return UserKey.generate()
+
+
+@pytest.fixture
+def issuer(hs_key: SigningKey, clock: FrozenClock) -> Issuer:
+    return Issuer(hs_key, issuer=ISSUER, audience=AUDIENCE, clock=clock)
+
+
+@pytest.fixture
+def boundary(hs_key: SigningKey, policy: ClaimsPolicy, clock: FrozenClock) -> BoundaryVerifier:
+    return BoundaryVerifier(hs_key, policy, clock=clock)
+
+
+@pytest.fixture
+def verifier(boundary: BoundaryVerifier) -> UserVerifier:
+    return UserVerifier(boundary)
