@@ -1,0 +1,117 @@
+"""Commands of the ``sjti`` CLI. Each one parses options and calls a plain function."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .. import __version__
+from .._core.keys import SigningKey
+from .._core.keyset import KeySet
+from ..demo import run_demo
+from ..errors import SjtiError
+
+app = typer.Typer(
+    name="sjti",
+    help="JSON Web Tokens revocable per user, instantly, without a revocation list.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Application signing keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(__version__)
+        raise typer.Exit(0)
+
+
+@app.command()
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the steps as JSON.")] = False,
+) -> None:
+    """Walk through issue -> verify both layers -> attacks -> revoke -> rejected."""
+    steps = run_demo()
+    if as_json:
+        rows = [
+            {"step": s.step, "layer": s.layer, "outcome": s.outcome, "expected": s.expected}
+            for s in steps
+        ]
+        typer.echo(json.dumps({"steps": rows}, indent=2))
+    else:
+        table = Table(title="sjti: one token's life", title_justify="left")
+        for column in ("step", "layer", "outcome", "as expected"):
+            table.add_column(column)
+        for s in steps:
+            colour = "yellow" if s.layer != "-" and s.outcome != "accepted" else "green"
+            mark = "[green]yes[/green]" if s.as_expected else "[red]NO[/red]"
+            table.add_row(s.step, s.layer, f"[{colour}]{s.outcome}[/{colour}]", mark)
+        console.print(table)
+        console.print(
+            "The boundary layer (app key only) is not revocation-aware; the user layer "
+            "(sjti with the user's key) is. A token is accepted only if both pass."
+        )
+    if not all(s.as_expected for s in steps):
+        raise _fail("a demo step did not behave as expected")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Measure sjti against PyJWT, joserfc, authlib and python-jose (try --quick, --json)."""
+    from ..bench import main as bench_main
+
+    raise typer.Exit(bench_main(list(ctx.args)))
+
+
+@keys_app.command("new")
+def keys_new(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Key file to write (mode 0600).")],
+    alg: Annotated[
+        str, typer.Option(help="HS256/384/512, RS*/PS* , ES256/384/512, EdDSA.")
+    ] = "EdDSA",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Generate a signing key and write its private JWK to a file only you can read."""
+    if out.exists() and not force:
+        raise _fail(f"{out} exists (use --force to overwrite)")
+    try:
+        key = SigningKey.generate(alg)
+    except SjtiError as exc:
+        raise _fail(str(exc)) from None
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"keys": [key.export_private_jwk()]}, fh, indent=2)
+    os.chmod(out, 0o600)
+    console.print(f"wrote {alg} key kid={key.kid} to {out} (mode 0600)")
+
+
+@keys_app.command("jwks")
+def keys_jwks(
+    key_file: Annotated[Path, typer.Argument(help="Key file written by 'sjti keys new'.")],
+) -> None:
+    """Print the public JWKS for a key file (never any private or secret part)."""
+    try:
+        entries = json.loads(key_file.read_text())["keys"]
+        keyset = KeySet(verify_only=[SigningKey.from_jwk(e) for e in entries])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise _fail(f"cannot read {key_file}: {type(exc).__name__}") from None
+    except SjtiError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(json.dumps(keyset.to_jwks(), indent=2))

@@ -1,0 +1,65 @@
+"""The CLI: thin commands, exact outputs, exit codes."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from sjti import KeySet
+from sjti.cli._app import app
+
+runner = CliRunner()
+
+
+def test_demo_runs_every_step_as_expected() -> None:
+    """`make demo` is the README's first command: every step must behave as documented."""
+    result = runner.invoke(app, ["demo", "--json"])
+    assert result.exit_code == 0, result.output
+    steps = json.loads(result.output)["steps"]
+    assert [s["outcome"] for s in steps] == [s["expected"] for s in steps]
+    by_step = {(s["step"], s["layer"]): s["outcome"] for s in steps}
+    assert by_step[("same token after revoke", "boundary")] == "accepted"
+    assert by_step[("same token after revoke", "user")] == "revoked"
+    assert by_step[("stolen app key: forged admin token", "user")] == "revoked"
+
+
+def test_demo_table_mentions_both_layers() -> None:
+    """The human output says which layer is revocation-aware."""
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0
+    assert "not revocation-aware" in result.output
+    assert "revoked" in result.output
+
+
+def test_keys_new_writes_private_file_and_jwks_prints_public_only(tmp_path: Path) -> None:
+    """Key files are 0600; the JWKS printed from them carries no private member."""
+    key_file = tmp_path / "keys.json"
+    result = runner.invoke(app, ["keys", "new", "--out", str(key_file), "--alg", "ES256"])
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert "d" in json.loads(key_file.read_text())["keys"][0]
+
+    result = runner.invoke(app, ["keys", "jwks", str(key_file)])
+    assert result.exit_code == 0, result.output
+    jwks = json.loads(result.output)
+    assert [sorted(k) for k in jwks["keys"]] == [["alg", "crv", "kid", "kty", "use", "x", "y"]]
+    assert len(KeySet.from_jwks(jwks)) == 1
+
+
+def test_keys_new_refuses_to_overwrite(tmp_path: Path) -> None:
+    """Overwriting a key file logs everyone out: it takes --force."""
+    key_file = tmp_path / "keys.json"
+    key_file.write_text("{}")
+    result = runner.invoke(app, ["keys", "new", "--out", str(key_file)])
+    assert result.exit_code == 1
+    assert key_file.read_text() == "{}"
+
+
+def test_keys_new_unknown_algorithm_is_exit_1() -> None:
+    """A typo in --alg is a clear error, not a traceback."""
+    result = runner.invoke(app, ["keys", "new", "--out", "/nonexistent/x", "--alg", "none"])
+    assert result.exit_code == 1
+    assert "not supported" in result.output
