@@ -55,7 +55,7 @@ def test_no_private_module_is_exported() -> None:
     leaked = [
         name
         for name in sjti.__all__
-        if inspect.ismodule(getattr(sjti, name)) or name.startswith("_") and name != "__version__"
+        if inspect.ismodule(getattr(sjti, name)) or (name.startswith("_") and name != "__version__")
     ]
     assert leaked == []
 
