@@ -143,7 +143,11 @@ class BoundaryVerifier:
         max_token_size: int = DEFAULT_MAX_TOKEN_SIZE,
         clock: Clock = system_clock,
     ) -> None:
-        self._jws = CompactVerifier(_as_keyset(keys), max_size=max_token_size)
+        self._jws = CompactVerifier(
+            _as_keyset(keys),
+            max_size=max_token_size,
+            check_header=lambda header: check_typ(header, policy),
+        )
         self.policy = policy
         self._clock = clock
 
@@ -153,8 +157,7 @@ class BoundaryVerifier:
 
     def verify(self, token: str | bytes, *, now: int | None = None) -> Claims:
         """The token's claims, or the specific :class:`TokenError`."""
-        header, payload = self._jws.verify(token)
-        check_typ(header, self.policy)
+        _, payload = self._jws.verify(token)
         claims = loads_object(payload)
         check_claims(claims, self.policy, now=self._clock() if now is None else now)
         return claims

@@ -7,7 +7,7 @@ key, signature. The payload is returned undecoded JSON-wise; the JWT layer parse
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from ..errors import (
@@ -49,11 +49,19 @@ def sign_compact(header_segment: bytes, payload: bytes, key: SigningKey) -> byte
 class CompactVerifier:
     """Verifies compact JWS under a :class:`KeySet`. Thread-safe; holds a small cache."""
 
-    __slots__ = ("_header_cache", "keys", "max_size")
+    __slots__ = ("_check_header", "_header_cache", "keys", "max_size")
 
-    def __init__(self, keys: KeySet, *, max_size: int = DEFAULT_MAX_TOKEN_SIZE) -> None:
+    def __init__(
+        self,
+        keys: KeySet,
+        *,
+        max_size: int = DEFAULT_MAX_TOKEN_SIZE,
+        check_header: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """``check_header`` (e.g. the ``typ`` rule) runs once per distinct header segment."""
         self.keys = keys
         self.max_size = max_size
+        self._check_header = check_header
         self._header_cache: dict[bytes, tuple[dict[str, Any], VerifyingKey]] = {}
 
     def verify(self, token: str | bytes) -> tuple[dict[str, Any], bytes]:
@@ -112,6 +120,8 @@ class CompactVerifier:
             raise UnknownKeyError()
         if alg != key.alg:
             raise AlgorithmNotAllowedError()
+        if self._check_header is not None:
+            self._check_header(header)
         entry = (header, key)
         # Bounded: headers an attacker varies can only make it start over.
         if len(self._header_cache) >= _HEADER_CACHE_SIZE:

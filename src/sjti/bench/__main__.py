@@ -1,0 +1,5 @@
+"""``python -m sjti.bench``."""
+
+from . import main
+
+raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""``sjti bench`` as a plain function: ``main(argv) -> exit code``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ._cases import CaseError
+from ._report import render
+from ._run import FULL, QUICK, run
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sjti bench",
+        description=(
+            "Time sjti against PyJWT, joserfc, Authlib and python-jose on the same token, "
+            "interleaved in one process, next to hand-written floors."
+        ),
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a fast, noisier run ({QUICK[0]} rounds of {QUICK[1]:g} ms; "
+        f"default {FULL[0]} rounds of {FULL[1]:g} ms)",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the results as JSON to PATH ('-' for stdout)"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit with status 1 when a target is missed"
+    )
+    parser.add_argument("--plain", action="store_true", help="plain text even if rich is installed")
+    parser.add_argument("--rounds", type=int, metavar="N", help="rounds (overrides the preset)")
+    parser.add_argument(
+        "--target-ms", type=float, metavar="MS", help="time per case per round (overrides)"
+    )
+    parser.add_argument(
+        "--stat",
+        choices=("median", "min"),
+        default="median",
+        help="how rounds become one ns/op (default: median)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the bench, print the table, write JSON if asked; 1 on a refused case or ``--check``."""
+    args = _parser().parse_args(argv)
+    try:
+        result = run(args.quick, rounds=args.rounds, target_ms=args.target_ms, stat=args.stat)
+    except (CaseError, ValueError) as exc:
+        print(f"sjti bench: {exc}", file=sys.stderr)
+        return 1
+    # Keep stdout pure JSON when the JSON goes there.
+    render(result, sys.stderr if args.json == "-" else sys.stdout, plain=args.plain)
+    if args.json:
+        document = json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n"
+        if args.json == "-":
+            sys.stdout.write(document)
+        else:
+            with open(args.json, "w", encoding="utf-8") as out:
+                out.write(document)
+    if args.check and result.missed:
+        names = ", ".join(r.name for r in result.missed)
+        print(f"sjti bench: target missed: {names}", file=sys.stderr)
+        return 1
+    return 0
