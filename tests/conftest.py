@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Generator
 from functools import cache
 
 import pytest
@@ -58,3 +60,19 @@ def boundary(hs_key: SigningKey, policy: ClaimsPolicy, clock: FrozenClock) -> Bo
 @pytest.fixture
 def verifier(boundary: BoundaryVerifier) -> UserVerifier:
     return UserVerifier(boundary)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    """In CI (SJTI_REQUIRE_SERVICES=1) a skipped service test is a failure, not a pass."""
+    report = yield
+    result = report.get_result()  # type: ignore[attr-defined]
+    if (
+        result.skipped
+        and item.get_closest_marker("service") is not None
+        and os.environ.get("SJTI_REQUIRE_SERVICES") == "1"
+    ):
+        result.outcome = "failed"
+        result.longrepr = f"service test skipped while SJTI_REQUIRE_SERVICES=1: {result.longrepr}"

@@ -7,6 +7,7 @@ base64url spelling, or two different claim sets sharing an sjti.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -68,14 +69,10 @@ def _assert_refused(alg: str, token: bytes | str) -> None:
 def _only_token_errors(alg: str, token: bytes | str) -> None:
     """Feed both layers; accepting is allowed, raising anything but TokenError is not."""
     boundary, verifier = LAYERS[alg]
-    try:
+    with contextlib.suppress(TokenError):
         boundary.verify(token)
-    except TokenError:
-        pass
-    try:
+    with contextlib.suppress(TokenError):
         verifier.verify(token, USER_KEY)
-    except TokenError:
-        pass
 
 
 def test_issued_tokens_are_accepted() -> None:
@@ -283,10 +280,9 @@ def test_signed_random_headers_and_claims_raise_only_token_errors(alg: str, data
     header = data.draw(_header_strategy(alg), label="header")
     claims = data.draw(claims_strategy | junk_json, label="claims")
     if isinstance(claims, dict) and data.draw(st.booleans(), label="bind"):
-        try:
+        # not bindable when the issuer could not write it (e.g. an int beyond 64 bits)
+        with contextlib.suppress(ConfigurationError):
             claims["sjti"] = compute_sjti(claims, USER_KEY)
-        except ConfigurationError:
-            pass  # not representable by the issuer (e.g. an int beyond 64 bits)
     spell = data.draw(st.sampled_from(JSON_SPELLINGS), label="spelling")
     payload = data.draw(st.just(spell(claims)) | st.binary(max_size=200), label="payload")
 

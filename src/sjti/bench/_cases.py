@@ -120,9 +120,7 @@ def minimal_verify(token: str, secret: bytes) -> Any:
     No header, claim, size or encoding checks: a floor to measure against, not a verifier.
     """
     signing_input, _, signature = token.encode("ascii").rpartition(b".")
-    if not hmac.compare_digest(
-        hmac.digest(secret, signing_input, "sha256"), _b64decode(signature)
-    ):
+    if not hmac.compare_digest(hmac.digest(secret, signing_input, "sha256"), _b64decode(signature)):
         raise ValueError("bad signature")
     return json.loads(_b64decode(signing_input.partition(b".")[2]))
 
@@ -322,7 +320,10 @@ def _sjti_cases(fx: Fixture) -> list[Case]:
             expect_claims(fx.claims),
             (
                 *_rejects(functools.partial(_full_verify, full, fx.user_key), fx.bad_tokens),
-                ("a token under a rotated user key", functools.partial(full.verify, fx.token, rotated)),
+                (
+                    "a token under a rotated user key",
+                    functools.partial(full.verify, fx.token, rotated),
+                ),
             ),
         ),
     ]
@@ -453,9 +454,11 @@ def _joserfc(fx: Fixture) -> list[Case]:
 
 
 def _authlib(fx: Fixture) -> list[Case]:
+    # authlib.jose warns on import that it is deprecated in favour of joserfc, and
+    # authlib.deprecate puts an "always" filter first when it loads: load it, then ignore.
+    importlib.import_module("authlib.deprecate")
     with warnings.catch_warnings():
-        # authlib.jose warns on import that it is deprecated in favour of joserfc
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore", DeprecationWarning)
         jose = importlib.import_module("authlib.jose")
     jwt = jose.JsonWebToken(["HS256"])
     options = {

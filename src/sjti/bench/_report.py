@@ -8,10 +8,10 @@ from ._result import BenchResult, Ratio, Row
 
 __all__ = ["render", "render_plain"]
 
-_HEADERS = ("case", "ns/op", "µs/op", "ops/s", "× sjti")
+_HEADERS = ("case", "ns/op", "µs/op", "ops/s", "vs sjti")
 _REL_NOTE = (
-    "× sjti: time ÷ time of the sjti row it competes with "
-    "(verify_boundary of the same alg for verify rows, issue for encode rows)"
+    "vs sjti = time ÷ time of the sjti row it competes with: "
+    "verify_boundary (same alg) for verify rows, issue for encode rows"
 )
 
 
@@ -30,7 +30,7 @@ def _cells(result: BenchResult) -> list[tuple[str, str, str, str, str]]:
     cells = []
     for row in result.rows:
         ref = ns.get(_reference(row))
-        rel = f"{row.ns_per_op / ref:.2f}×" if ref else "-"
+        rel = f"{row.ns_per_op / ref:.2f}x" if ref else "-"
         cells.append(
             (
                 row.name,
@@ -49,10 +49,10 @@ def _ratio_cells(ratio: Ratio) -> tuple[str, str, str, str]:
     if ratio.value is None:
         value = "-"
     elif ratio.op == ">=":
-        value = f"{ratio.value:.2f}× faster"
+        value = f"{ratio.value:.2f}x faster"
     else:
-        value = f"{ratio.value:.2f}× its time"
-    target = f"{'≥' if ratio.op == '>=' else '≤'} {ratio.target:g}×"
+        value = f"{ratio.value:.2f}x its time"
+    target = f"{'≥' if ratio.op == '>=' else '≤'} {ratio.target:g}x"
     verdict = {True: "PASS", False: "MISS", None: "n/a"}[ratio.passed]
     return label, value, target, verdict
 
@@ -90,8 +90,9 @@ def render_plain(result: BenchResult, out: TextIO) -> None:
     print(file=out)
     ratio_rows = [("target", "value", "wanted", "result"), *map(_ratio_cells, result.ratios)]
     rwidths = [max(len(r[i]) for r in ratio_rows) for i in range(4)]
-    for cells in ratio_rows:
-        print("  ".join(c.ljust(w) for c, w in zip(cells, rwidths, strict=True)), file=out)
+    for ratio_cells in ratio_rows:
+        line = "  ".join(c.ljust(w) for c, w in zip(ratio_cells, rwidths, strict=True))
+        print(line.rstrip(), file=out)
     for note in result.notes:
         print(f"note: {note}", file=out)
 
@@ -111,20 +112,21 @@ def render(result: BenchResult, out: TextIO, *, plain: bool = False) -> None:
     console = Console(file=out, width=None if out.isatty() else 120, highlight=False)
     for line in _header_lines(result):
         console.print(line, markup=False)
-    table = Table(title="sjti bench (lower ns/op is faster)", caption=_REL_NOTE)
+    table = Table(title="sjti bench (lower ns/op is faster)")
     table.add_column(_HEADERS[0])
     for header in _HEADERS[1:]:
         table.add_column(header, justify="right")
     for cells in _cells(result):
         table.add_row(*cells)
     console.print(table)
+    console.print(_REL_NOTE, markup=False)
     ratios = Table(title="targets")
     for header in ("target", "value", "wanted", "result"):
         ratios.add_column(header)
     styles = {"PASS": "green", "MISS": "bold red", "n/a": "yellow"}
     for ratio in result.ratios:
-        cells = _ratio_cells(ratio)
-        ratios.add_row(*cells[:3], f"[{styles[cells[3]]}]{cells[3]}[/]")
+        label, value, wanted, verdict = _ratio_cells(ratio)
+        ratios.add_row(label, value, wanted, f"[{styles[verdict]}]{verdict}[/]")
     console.print(ratios)
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
