@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import secrets
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,13 +59,11 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, 
 
 
 @pytest.fixture(scope="module")
-def token() -> tuple[bytes, str, dict[str, Any]]:
-    """An HS256 token from the sjti Issuer, its secret and its claims."""
+def token() -> tuple[bytes, str]:
+    """An HS256 token from the sjti Issuer, and its secret."""
     secret = secrets.token_bytes(32)
     issuer = Issuer(SigningKey.from_secret(secret), issuer=ISSUER, audience=AUDIENCE)
-    user_key = UserKey.generate()
-    claims = issuer.claims_for("user-1", user_key)
-    return secret, issuer.issue("user-1", user_key), claims
+    return secret, issuer.issue("user-1", UserKey.generate())
 
 
 def test_quick_run_exits_zero_and_reports_every_row(quick_run: tuple[int, dict[str, Any]]) -> None:
@@ -105,9 +102,9 @@ def test_every_target_ratio_is_computed(quick_run: tuple[int, dict[str, Any]]) -
         assert type(ratios[name]["pass"]) is bool
 
 
-def test_precheck_accepts_a_correct_case(token: tuple[bytes, str, dict[str, Any]]) -> None:
+def test_precheck_accepts_a_correct_case(token: tuple[bytes, str]) -> None:
     """The checker must let an honest verifier through, or the refusal tests prove nothing."""
-    secret, signed, _ = token
+    secret, signed = token
     claims = minimal_verify(signed, secret)
     forged = signed[:-1] + ("A" if signed[-1] != "A" else "B")
     case = Case(
@@ -122,10 +119,10 @@ def test_precheck_accepts_a_correct_case(token: tuple[bytes, str, dict[str, Any]
 
 
 def test_precheck_refuses_a_decode_with_wrong_claims(
-    token: tuple[bytes, str, dict[str, Any]],
+    token: tuple[bytes, str],
 ) -> None:
     """A decode that returns the wrong claims must never be timed."""
-    secret, signed, _ = token
+    secret, signed = token
     claims = minimal_verify(signed, secret)
     case = Case(
         "broken",
@@ -139,10 +136,10 @@ def test_precheck_refuses_a_decode_with_wrong_claims(
 
 
 def test_precheck_refuses_a_decode_that_skips_the_signature(
-    token: tuple[bytes, str, dict[str, Any]],
+    token: tuple[bytes, str],
 ) -> None:
     """A decode that never checks signatures returns the right claims fast: refuse it."""
-    secret, signed, _ = token
+    secret, signed = token
     claims = minimal_verify(signed, secret)
     case = Case(
         "unchecked",
@@ -229,7 +226,7 @@ def test_check_fails_only_when_asked(
 
 
 def test_json_to_stdout_is_pure_json(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With --json -, the table goes to stderr so stdout can be piped into a JSON tool."""
     monkeypatch.setattr(sjti.bench._cli, "run", lambda *args, **kwargs: _fake_result(4.0))
@@ -240,3 +237,14 @@ def test_json_to_stdout_is_pure_json(
         {"name": "pyjwt.decode.HS256", "ns_per_op": 20.0},
     ]
     assert "sjti.verify_boundary.HS256" in out.err
+
+
+def test_precheck_refuses_a_result_its_check_cannot_read() -> None:
+    """A check that trips over a result (e.g. an unsigned token) refuses, never crashes."""
+
+    def check(result: object) -> str | None:
+        raise ValueError("not a token")
+
+    case = Case("garbled", "peer", "sign", lambda: b"garbage", check)
+    with pytest.raises(CaseError, match="garbled: result refused"):
+        precheck(case)

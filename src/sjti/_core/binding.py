@@ -77,9 +77,9 @@ def check_sjti(claims: dict[str, Any], user_key: UserKey) -> None:
     A token whose key was rotated away, or whose claims were changed by someone holding
     only the application key, fails the same way: the MAC does not match.
     """
-    presented = claims.get(SJTI_CLAIM)
-    if presented is None:
+    if SJTI_CLAIM not in claims:
         raise MissingClaimError(SJTI_CLAIM)
+    presented = claims[SJTI_CLAIM]
     if type(presented) is not str or len(presented) != _SJTI_LENGTH:
         raise RevokedTokenError()
     expected = b64url_encode(user_key._mac(_binding_input(claims)))

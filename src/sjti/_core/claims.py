@@ -57,16 +57,33 @@ class ClaimsPolicy:
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
             raise ConfigurationError("policy issuer must be a non-empty string")
-        audiences = (self.audience,) if isinstance(self.audience, str) else tuple(self.audience)
+        audience: object = self.audience
+        if isinstance(audience, str):
+            audiences: tuple[object, ...] = (audience,)
+        elif isinstance(audience, Collection):
+            audiences = tuple(audience)
+        else:
+            audiences = ()
         if not audiences or not all(isinstance(a, str) and a for a in audiences):
             raise ConfigurationError("policy audience must be non-empty strings")
-        if not isinstance(self.leeway, int) or not 0 <= self.leeway <= 300:
+        if self.typ is not None and (not isinstance(self.typ, str) or not self.typ):
+            raise ConfigurationError("typ must be a non-empty string, or None to skip the check")
+        if not _is_int(self.leeway) or not 0 <= self.leeway <= 300:
             raise ConfigurationError("leeway must be 0..300 seconds")
-        if self.max_lifetime is not None and self.max_lifetime <= 0:
-            raise ConfigurationError("max_lifetime must be positive")
-        object.__setattr__(self, "required", frozenset(self.required))
+        required = frozenset(self.required)
+        if not all(isinstance(name, str) for name in required):
+            raise ConfigurationError("required claims are names (strings)")
+        if self.max_lifetime is not None:
+            if not _is_int(self.max_lifetime) or self.max_lifetime <= 0:
+                raise ConfigurationError("max_lifetime must be a positive number of seconds")
+            required |= {"iat", "exp"}  # a lifetime cap is meaningless without both
+        object.__setattr__(self, "required", required)
         object.__setattr__(self, "_audiences", frozenset(audiences))
         object.__setattr__(self, "_typ", _normalise_typ(self.typ) if self.typ else None)
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int  # bool is an int subclass; True is not a number of seconds
 
 
 def check_typ(header: dict[str, Any], policy: ClaimsPolicy) -> None:

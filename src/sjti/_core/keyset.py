@@ -70,7 +70,9 @@ class KeySet:
 
     def rotate(self, new_active: SigningKey, *, keep: int = 1) -> KeySet:
         """New active key; the previous active and up to ``keep - 1`` older keys verify."""
-        previous = [k for k in self._by_kid.values() if k.kid != new_active.kid]
+        if new_active.kid in self._by_kid:
+            raise InvalidKeyError("the new key's kid is already in the key set")
+        previous = list(self._by_kid.values())
         if self._active is not None:
             previous.remove(self._active.verifying_key)
             previous.insert(0, self._active.verifying_key)
