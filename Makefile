@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test check lint typecheck pytest bench lock clean
+.PHONY: install demo test check lint typecheck pytest bench bench-docs lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -36,6 +36,9 @@ pytest: install
 
 bench: install           ## full benchmark against the peers (sjti bench --quick is tested)
 	$(BIN)/sjti bench
+
+bench-docs: install      ## regenerate docs/benchmark.md from a full run
+	$(BIN)/sjti bench --markdown docs/benchmark.md
 
 lock:                    ## refresh requirements-dev.lock from pyproject.toml (needs uv)
 	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \

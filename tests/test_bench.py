@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -248,3 +249,14 @@ def test_precheck_refuses_a_result_its_check_cannot_read() -> None:
     case = Case("garbled", "peer", "sign", lambda: b"garbage", check)
     with pytest.raises(CaseError, match="garbled: result refused"):
         precheck(case)
+
+
+def test_markdown_page_carries_the_table_and_how_to_regenerate_it(tmp_path: Path) -> None:
+    """docs/benchmark.md is generated, never typed: it must say which command made it."""
+    page = tmp_path / "benchmark.md"
+    code = main(["--quick", "--rounds", "1", "--target-ms", "0.5", "--markdown", str(page)])
+    text = page.read_text(encoding="utf-8")
+    assert code == 0
+    assert "sjti bench --markdown docs/benchmark.md" in text
+    assert "sjti.verify_boundary.HS256" in text
+    assert text.count("```") == 2

@@ -7,7 +7,7 @@ import json
 import sys
 
 from ._cases import CaseError
-from ._report import render
+from ._report import render, render_markdown
 from ._run import FULL, QUICK, run
 
 __all__ = ["main"]
@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--json", metavar="PATH", help="also write the results as JSON to PATH ('-' for stdout)"
+    )
+    parser.add_argument(
+        "--markdown", metavar="PATH", help="also write the report as a Markdown page to PATH"
     )
     parser.add_argument(
         "--check", action="store_true", help="exit with status 1 when a target is missed"
@@ -64,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             with open(args.json, "w", encoding="utf-8") as out:
                 out.write(document)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as page:
+            page.write(render_markdown(result))
     if args.check and result.missed:
         names = ", ".join(r.name for r in result.missed)
         print(f"sjti bench: target missed: {names}", file=sys.stderr)
