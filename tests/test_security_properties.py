@@ -14,6 +14,7 @@ import pytest
 
 from sjti import (
     BoundaryVerifier,
+    ImmatureTokenError,
     Issuer,
     Kek,
     KekRing,
@@ -156,3 +157,17 @@ def test_kek_rotation_logs_nobody_out(issuer: Issuer, verifier: UserVerifier) ->
     retired_old = KekRing([new_ring.keks[0]])  # the old KEK can now be dropped
     claims = verifier.verify(token, UserKey(retired_old.unwrap("alice", moved)))
     assert claims["sub"] == "alice"
+
+
+def test_not_before_is_issued_bound_and_enforced(
+    issuer: Issuer, hs_key: SigningKey, verifier: UserVerifier, user_key: UserKey
+) -> None:
+    """nbf set by the issuer is checked, and moving it earlier breaks the binding."""
+    token = issuer.issue("alice", user_key, not_before=NOW + 60)
+    with pytest.raises(ImmatureTokenError):
+        verifier.verify(token, user_key)
+    claims = verifier.verify(token, user_key, now=NOW + 60)
+    assert claims["nbf"] == NOW + 60
+    moved = _resign({**claims, "nbf": NOW}, hs_key)
+    with pytest.raises(RevokedTokenError):
+        verifier.verify(moved, user_key)

@@ -91,6 +91,7 @@ class Issuer:
         *,
         claims: Mapping[str, Any] | None = None,
         ttl: int | None = None,
+        not_before: int | None = None,
         now: int | None = None,
     ) -> Claims:
         """The claims :meth:`issue` would sign (``sjti`` included), for inspection/tests."""
@@ -105,6 +106,8 @@ class Issuer:
             "iat": issued_at,
             "jti": b64url_encode(os.urandom(16)).decode("ascii"),
         }
+        if not_before is not None:
+            payload["nbf"] = not_before
         if claims:
             clash = _RESERVED.intersection(claims)
             if clash:
@@ -120,10 +123,17 @@ class Issuer:
         *,
         claims: Mapping[str, Any] | None = None,
         ttl: int | None = None,
+        not_before: int | None = None,
         now: int | None = None,
     ) -> str:
-        """A signed compact JWT for ``subject``, bound to ``user_key``."""
-        payload = self.claims_for(subject, user_key, claims=claims, ttl=ttl, now=now)
+        """A signed compact JWT for ``subject``, bound to ``user_key``.
+
+        ``claims`` adds application claims (all bound by ``sjti``); the registered ones are
+        set here: ``ttl`` seconds of life, ``not_before`` for ``nbf``, ``now`` for ``iat``.
+        """
+        payload = self.claims_for(
+            subject, user_key, claims=claims, ttl=ttl, not_before=not_before, now=now
+        )
         return sign_compact(self._header, dumps(payload), self._key).decode("ascii")
 
 
