@@ -41,8 +41,15 @@ _CANONICAL_LAST: tuple[frozenset[int], ...] = (
 _PADDING = (b"", b"", b"==", b"=")
 
 
+_STD_TO_URL = bytes.maketrans(b"+/", b"-_")
+# Below this size the stdlib's call overhead is lower than pybase64's; above, pybase64 wins.
+_SMALL = 96
+
+
 def b64url_encode(data: bytes) -> bytes:
     """base64url without padding."""
+    if len(data) < _SMALL:
+        return binascii.b2a_base64(data, newline=False).translate(_STD_TO_URL).rstrip(b"=")
     return pybase64.urlsafe_b64encode(data).rstrip(b"=")
 
 
