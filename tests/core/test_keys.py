@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from sjti import (
+    AlgorithmNotAllowedError,
     BoundaryVerifier,
     ClaimsPolicy,
     ConfigurationError,
@@ -26,6 +27,7 @@ from sjti import (
     UserKey,
     VerifyingKey,
 )
+from sjti._core.jws import CompactVerifier, encode_header, sign_compact
 from sjti.testing import FrozenClock
 from tests.conftest import ALGORITHMS, AUDIENCE, ISSUER, NOW, key_for
 
@@ -794,3 +796,28 @@ def test_user_key_repr_shows_no_secret() -> None:
     for text in (repr(key), str(key), f"{key!r}"):
         for form in (secret.hex(), b64(secret), repr(secret), str(list(secret))):
             assert form not in text
+
+
+def test_rfc9864_ed25519_name_is_its_own_pinned_algorithm() -> None:
+    """RFC 9864's "Ed25519" works, and a key pinned to it refuses "EdDSA" headers (and back)."""
+    new_name = SigningKey.generate("Ed25519")
+    assert new_name.alg == "Ed25519"
+    jwk = new_name.to_public_jwk()
+    assert VerifyingKey.from_jwk(jwk).alg == "Ed25519"
+    legacy = VerifyingKey.from_jwk({k: v for k, v in jwk.items() if k != "alg"})
+    assert legacy.alg == "EdDSA"
+    header = encode_header(new_name)
+    token = sign_compact(header, b"{}", new_name)
+    assert CompactVerifier(KeySet(new_name)).verify(token)[1] == b"{}"
+    with pytest.raises(AlgorithmNotAllowedError):
+        CompactVerifier(KeySet(verify_only=[legacy])).verify(token)
+
+
+def test_from_jwks_default_alg_pins_only_keys_without_alg_of_that_type() -> None:
+    """Providers that omit alg on RSA keys can be used, without loosening any other key."""
+    rsa_jwk = {k: v for k, v in key_for("RS256").to_public_jwk().items() if k != "alg"}
+    ec_jwk = {k: v for k, v in key_for("ES256").to_public_jwk().items() if k != "alg"}
+    with pytest.raises(InvalidKeyError):
+        KeySet.from_jwks({"keys": [rsa_jwk, ec_jwk]})
+    keys = KeySet.from_jwks({"keys": [rsa_jwk, ec_jwk]}, default_alg="PS256")
+    assert sorted(k.alg for k in keys) == ["ES256", "PS256"]

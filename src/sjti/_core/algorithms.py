@@ -75,6 +75,8 @@ ALGORITHMS: Final[dict[str, Algorithm]] = {
         Algorithm("ES384", "EC", "SHA384", "P-384"),
         Algorithm("ES512", "EC", "SHA512", "P-521"),
         Algorithm("EdDSA", "OKP", None, "Ed25519"),
+        # RFC 9864's fully-specified name for the same signature; a key pins one or the other
+        Algorithm("Ed25519", "OKP", None, "Ed25519"),
     )
 }
 

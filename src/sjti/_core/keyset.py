@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidKeyError
+from .algorithms import get_algorithm
 from .keys import _PRIVATE_MEMBERS, SigningKey, VerifyingKey
 
 __all__ = ["KeySet"]
@@ -83,11 +84,15 @@ class KeySet:
         return {"keys": [k.to_jwk() for k in self._by_kid.values() if not k.is_symmetric]}
 
     @classmethod
-    def from_jwks(cls, jwks: Mapping[str, Any] | str | bytes) -> KeySet:
+    def from_jwks(
+        cls, jwks: Mapping[str, Any] | str | bytes, *, default_alg: str | None = None
+    ) -> KeySet:
         """A verification-only set from a JWKS.
 
         Refused, as ambiguous: duplicate ``kid``, symmetric and asymmetric keys together,
         public and private keys together, or any key that is invalid or not for signing.
+        ``default_alg`` pins keys published without ``alg`` (some providers omit it for RSA);
+        a key whose own ``alg`` differs keeps its own.
         """
         if isinstance(jwks, str | bytes):
             try:
@@ -110,4 +115,10 @@ class KeySet:
         kids = [e.get("kid") for e in entries]
         if len(kids) > 1 and (None in kids or len(set(kids)) != len(kids)):
             raise InvalidKeyError("JWKS keys need distinct kids")
-        return cls(verify_only=[VerifyingKey.from_jwk(e) for e in entries])
+        fallback_kty = get_algorithm(default_alg).kty if default_alg is not None else None
+
+        def pinned(entry: Mapping[str, Any]) -> str | None:
+            fits = "alg" not in entry and entry.get("kty") == fallback_kty
+            return default_alg if fits else None
+
+        return cls(verify_only=[VerifyingKey.from_jwk(e, alg=pinned(e)) for e in entries])
