@@ -19,8 +19,6 @@ Text form, for one database column: ``v1.<kek_id>.<base64url(blob), unpadded>``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import re
 import secrets
@@ -30,7 +28,9 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sjti.errors import ConfigurationError, InvalidKeyError, UnwrapError
+from ..errors import ConfigurationError, InvalidKeyError, MalformedTokenError, UnwrapError
+from .binding import USER_KEY_SIZE
+from .codec import b64url_decode, b64url_encode
 
 __all__ = [
     "KEK_SIZE",
@@ -41,7 +41,6 @@ __all__ = [
     "generate_user_key",
 ]
 
-USER_KEY_SIZE = 32
 KEK_SIZE = 32
 
 _VERSION = "v1"
@@ -52,7 +51,6 @@ _BLOB_SIZE = _NONCE_SIZE + USER_KEY_SIZE + _TAG_SIZE
 # Generous bound on the text form, checked before any parsing.
 _MAX_TEXT_LEN = 512
 _KID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def generate_user_key() -> bytes:
@@ -65,21 +63,15 @@ def _is_kid(value: object) -> bool:
 
 
 def _b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return b64url_encode(data).decode("ascii")
 
 
 def _b64url_decode(text: str) -> bytes:
-    """Decode unpadded base64url strictly: right alphabet, canonical form; else ValueError."""
-    if _B64URL_RE.fullmatch(text) is None or len(text) % 4 == 1:
-        raise ValueError("not base64url")
+    """Strict unpadded base64url (one text form per blob); ValueError otherwise."""
     try:
-        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except binascii.Error:
+        return b64url_decode(text)
+    except MalformedTokenError:
         raise ValueError("not base64url") from None
-    # Reject non-zero trailing bits, so one blob has exactly one text form.
-    if _b64url_encode(data) != text:
-        raise ValueError("not canonical base64url")
-    return data
 
 
 def _length_prefixed(part: bytes) -> bytes:
