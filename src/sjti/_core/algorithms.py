@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac as _stdlib_hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -22,6 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from ..errors import ConfigurationError
 from .codec import b64url_encode
+
+_Public = TypeVar("_Public")
+_Private = TypeVar("_Private")
 
 __all__ = [
     "ALGORITHMS",
@@ -138,23 +141,14 @@ class HmacOps(SignatureOps):
         return _stdlib_hmac.compare_digest(b64url_encode(self.sign(data)), signature_b64)
 
 
-class RsaOps(SignatureOps):
-    __slots__ = ("_hash", "_padding", "_private", "_public")
+class _AsymmetricOps(SignatureOps, Generic[_Public, _Private]):
+    """Shared shape: a public key that verifies and an optional private key that signs."""
 
-    def __init__(
-        self,
-        public: rsa.RSAPublicKey,
-        private: rsa.RSAPrivateKey | None,
-        alg: Algorithm,
-    ) -> None:
+    __slots__ = ("_private", "_public")
+
+    def __init__(self, public: _Public, private: _Private | None) -> None:
         self._public = public
         self._private = private
-        self._hash = alg.new_hash()
-        self._padding: padding.AsymmetricPadding = (
-            padding.PSS(padding.MGF1(alg.new_hash()), self._hash.digest_size)
-            if alg.pss
-            else padding.PKCS1v15()
-        )
 
     @property
     def can_sign(self) -> bool:
@@ -163,21 +157,50 @@ class RsaOps(SignatureOps):
     def sign(self, data: bytes) -> bytes:
         if self._private is None:
             return super().sign(data)
-        return self._private.sign(data, self._padding, self._hash)
+        return self._sign(self._private, data)
 
     def verify(self, data: bytes, signature: bytes) -> bool:
-        # RFC 7518 §3.3/§3.5: the signature is exactly as long as the modulus
-        if len(signature) != (self._public.key_size + 7) // 8:
-            return False
         try:
-            self._public.verify(signature, data, self._padding, self._hash)
+            self._check(data, signature)
         except InvalidSignature:
             return False
         return True
 
+    def _sign(self, private: _Private, data: bytes) -> bytes:
+        raise NotImplementedError
 
-class EcOps(SignatureOps):
-    __slots__ = ("_ecdsa", "_private", "_public", "_size")
+    def _check(self, data: bytes, signature: bytes) -> None:
+        """Raise ``InvalidSignature`` unless ``signature`` is valid and of the exact size."""
+        raise NotImplementedError
+
+
+class RsaOps(_AsymmetricOps[rsa.RSAPublicKey, rsa.RSAPrivateKey]):
+    __slots__ = ("_hash", "_padding", "_size")
+
+    def __init__(
+        self, public: rsa.RSAPublicKey, private: rsa.RSAPrivateKey | None, alg: Algorithm
+    ) -> None:
+        super().__init__(public, private)
+        self._hash = alg.new_hash()
+        self._size = (public.key_size + 7) // 8
+        self._padding: padding.AsymmetricPadding = (
+            padding.PSS(padding.MGF1(alg.new_hash()), self._hash.digest_size)
+            if alg.pss
+            else padding.PKCS1v15()
+        )
+
+    def _sign(self, private: rsa.RSAPrivateKey, data: bytes) -> bytes:
+        return private.sign(data, self._padding, self._hash)
+
+    def _check(self, data: bytes, signature: bytes) -> None:
+        # RFC 7518 §3.3/§3.5: the signature is exactly as long as the modulus
+        if len(signature) != self._size:
+            raise InvalidSignature
+        self._public.verify(signature, data, self._padding, self._hash)
+
+
+class EcOps(_AsymmetricOps[ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey]):
+    __slots__ = ("_ecdsa", "_size")
 
     def __init__(
         self,
@@ -185,60 +208,31 @@ class EcOps(SignatureOps):
         private: ec.EllipticCurvePrivateKey | None,
         alg: Algorithm,
     ) -> None:
-        self._public = public
-        self._private = private
+        super().__init__(public, private)
         self._ecdsa = ec.ECDSA(alg.new_hash())
         self._size = (public.curve.key_size + 7) // 8
 
-    @property
-    def can_sign(self) -> bool:
-        return self._private is not None
-
-    def sign(self, data: bytes) -> bytes:
-        if self._private is None:
-            return super().sign(data)
-        r, s = decode_dss_signature(self._private.sign(data, self._ecdsa))
+    def _sign(self, private: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
+        r, s = decode_dss_signature(private.sign(data, self._ecdsa))
         return r.to_bytes(self._size, "big") + s.to_bytes(self._size, "big")
 
-    def verify(self, data: bytes, signature: bytes) -> bool:
+    def _check(self, data: bytes, signature: bytes) -> None:
         # RFC 7518 §3.4: exactly R || S, each the curve's size; no DER, no trimming
         size = self._size
         if len(signature) != 2 * size:
-            return False
+            raise InvalidSignature
         r = int.from_bytes(signature[:size], "big")
         s = int.from_bytes(signature[size:], "big")
-        try:
-            self._public.verify(encode_dss_signature(r, s), data, self._ecdsa)
-        except InvalidSignature:
-            return False
-        return True
+        self._public.verify(encode_dss_signature(r, s), data, self._ecdsa)
 
 
-class Ed25519Ops(SignatureOps):
-    __slots__ = ("_private", "_public")
+class Ed25519Ops(_AsymmetricOps[ed25519.Ed25519PublicKey, ed25519.Ed25519PrivateKey]):
+    __slots__ = ()
 
-    def __init__(
-        self,
-        public: ed25519.Ed25519PublicKey,
-        private: ed25519.Ed25519PrivateKey | None,
-    ) -> None:
-        self._public = public
-        self._private = private
+    def _sign(self, private: ed25519.Ed25519PrivateKey, data: bytes) -> bytes:
+        return private.sign(data)
 
-    @property
-    def can_sign(self) -> bool:
-        return self._private is not None
-
-    def sign(self, data: bytes) -> bytes:
-        if self._private is None:
-            return super().sign(data)
-        return self._private.sign(data)
-
-    def verify(self, data: bytes, signature: bytes) -> bool:
+    def _check(self, data: bytes, signature: bytes) -> None:
         if len(signature) != 64:
-            return False
-        try:
-            self._public.verify(signature, data)
-        except InvalidSignature:
-            return False
-        return True
+            raise InvalidSignature
+        self._public.verify(signature, data)

@@ -431,9 +431,8 @@ def _peer_header(fx: Fixture) -> dict[str, Any]:
     return {"alg": "HS256", "kid": fx.hs_key.kid, "typ": TYP}
 
 
-def _pyjwt(fx: Fixture) -> list[Case]:
-    import jwt
-
+def _pyjwt_shaped(fx: Fixture, label: str, jwt: Any) -> list[Case]:
+    """PyJWT and python-jose share one API: ``decode(token, key, ...)`` / ``encode(...)``."""
     decode = functools.partial(
         jwt.decode, key=fx.secret, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER
     )
@@ -444,7 +443,11 @@ def _pyjwt(fx: Fixture) -> list[Case]:
         algorithm="HS256",
         headers={"kid": fx.hs_key.kid, "typ": TYP},
     )
-    return _peer_cases(fx, "pyjwt", decode, encode)
+    return _peer_cases(fx, label, decode, encode)
+
+
+def _pyjwt(fx: Fixture) -> list[Case]:
+    return _pyjwt_shaped(fx, "pyjwt", importlib.import_module("jwt"))
 
 
 def _joserfc(fx: Fixture) -> list[Case]:
@@ -491,18 +494,7 @@ def _authlib(fx: Fixture) -> list[Case]:
 
 
 def _python_jose(fx: Fixture) -> list[Case]:
-    jwt = importlib.import_module("jose.jwt")
-    decode = functools.partial(
-        jwt.decode, key=fx.secret, algorithms=["HS256"], audience=AUDIENCE, issuer=ISSUER
-    )
-    encode = functools.partial(
-        jwt.encode,
-        copy.deepcopy(fx.claims),
-        fx.secret,
-        algorithm="HS256",
-        headers={"kid": fx.hs_key.kid, "typ": TYP},
-    )
-    return _peer_cases(fx, "python_jose", decode, encode)
+    return _pyjwt_shaped(fx, "python_jose", importlib.import_module("jose.jwt"))
 
 
 # label, distribution, builder
