@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from ._core.binding import SJTI_CLAIM, UserKey, check_sjti, compute_sjti
 from ._core.claims import ACCESS_TOKEN_TYPE, Claims, ClaimsPolicy, check_claims, check_typ
-from ._core.codec import b64url_encode, dumps, loads_object
+from ._core.codec import MAX_JSON_DEPTH, b64url_encode, dumps, loads_object, nesting_depth
 from ._core.jws import DEFAULT_MAX_TOKEN_SIZE, CompactVerifier, encode_header, sign_compact
 from ._core.keys import SigningKey, VerifyingKey
 from ._core.keyset import KeySet
@@ -52,7 +52,7 @@ class Issuer:
     >>> token = issuer.issue("user-1", UserKey.generate())
     """
 
-    __slots__ = ("_audience", "_clock", "_header", "_issuer", "_key", "ttl")
+    __slots__ = ("_audience", "_clock", "_header", "_issuer", "_key", "max_token_size", "ttl")
 
     def __init__(
         self,
@@ -62,9 +62,11 @@ class Issuer:
         audience: str | Collection[str],
         ttl: int = 900,
         typ: str = ACCESS_TOKEN_TYPE,
+        max_token_size: int = DEFAULT_MAX_TOKEN_SIZE,
         clock: Clock = system_clock,
     ) -> None:
         self._key = _as_keyset(keys).active
+        self.max_token_size = max_token_size
         if not isinstance(issuer, str) or not issuer:
             raise ConfigurationError("issuer must be a non-empty string")
         self._issuer = issuer
@@ -134,7 +136,14 @@ class Issuer:
         payload = self.claims_for(
             subject, user_key, claims=claims, ttl=ttl, not_before=not_before, now=now
         )
-        return sign_compact(self._header, dumps(payload), self._key).decode("ascii")
+        raw = dumps(payload)  # claims_for already refused non-JSON values
+        # Never issue what a verifier with default limits must refuse.
+        if nesting_depth(raw, payload) > MAX_JSON_DEPTH:
+            raise ConfigurationError(f"claims nest deeper than {MAX_JSON_DEPTH} levels")
+        token = sign_compact(self._header, raw, self._key)
+        if len(token) > self.max_token_size:
+            raise ConfigurationError(f"token would exceed {self.max_token_size} bytes")
+        return token.decode("ascii")
 
 
 class BoundaryVerifier:
@@ -143,7 +152,7 @@ class BoundaryVerifier:
     Not revocation-aware on its own: a revoked token still passes here until it expires.
     """
 
-    __slots__ = ("_clock", "_jws", "policy")
+    __slots__ = ("_clock", "_jws", "_policy")
 
     def __init__(
         self,
@@ -158,8 +167,14 @@ class BoundaryVerifier:
             max_size=max_token_size,
             check_header=lambda header: check_typ(header, policy),
         )
-        self.policy = policy
+        self._policy = policy
         self._clock = clock
+
+    # Read-only: the header cache and the typ check were built for these; make a new
+    # verifier to change them.
+    @property
+    def policy(self) -> ClaimsPolicy:
+        return self._policy
 
     @property
     def keys(self) -> KeySet:
@@ -169,7 +184,7 @@ class BoundaryVerifier:
         """The token's claims, or the specific :class:`TokenError`."""
         _, payload = self._jws.verify(token)
         claims = loads_object(payload)
-        check_claims(claims, self.policy, now=self._clock() if now is None else now)
+        check_claims(claims, self._policy, now=self._clock() if now is None else now)
         return claims
 
 

@@ -19,12 +19,14 @@ from ..errors import MalformedTokenError
 
 __all__ = [
     "B64URL_ALPHABET",
+    "CANONICAL",
     "MAX_JSON_DEPTH",
     "b64url_decode",
     "b64url_decode_unchecked",
     "b64url_encode",
     "dumps",
     "loads_object",
+    "nesting_depth",
 ]
 
 B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -83,9 +85,29 @@ def b64url_decode(segment: bytes | str) -> bytes:
     return b64url_decode_unchecked(segment)
 
 
+# Types orjson would serialise in a way that does not parse back to the same value
+# (dataclasses, datetimes, subclasses of str/int/dict/list) are refused with TypeError,
+# so what the issuer MACs is exactly what a verifier will parse.
+_STRICT = (
+    orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+CANONICAL = _STRICT | orjson.OPT_SORT_KEYS
+
+
 def dumps(value: Any) -> bytes:
-    """Compact JSON (UTF-8, no spaces) as every JOSE library produces it."""
-    return orjson.dumps(value)
+    """Compact JSON (UTF-8, no spaces) as every JOSE library produces it.
+
+    Raises ``TypeError`` for values that are not plain JSON data.
+    """
+    return orjson.dumps(value, option=_STRICT)
+
+
+def nesting_depth(raw: bytes, value: Any) -> int:
+    """Upper-bounded quickly from ``raw``, exact from ``value`` only when it matters."""
+    brackets = raw.count(b"{") + raw.count(b"[")
+    return brackets if brackets <= MAX_JSON_DEPTH else _depth(value)
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -116,7 +138,7 @@ def loads_object(raw: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> dict[str, An
     if type(obj) is not dict:
         raise MalformedTokenError("JSON value is not an object")
     # Depth can't exceed the number of opening brackets, so the walk is rarely needed.
-    if raw.count(b"{") + raw.count(b"[") > max_depth and _depth(obj) > max_depth:
+    if nesting_depth(raw, obj) > max_depth:
         raise MalformedTokenError("JSON nested too deeply")
     # A dict cannot hold duplicates, so if it re-encodes to the exact input the input had
     # none. Only other spellings (spaces, escapes) pay for the slower exact check.

@@ -49,7 +49,7 @@ def sign_compact(header_segment: bytes, payload: bytes, key: SigningKey) -> byte
 class CompactVerifier:
     """Verifies compact JWS under a :class:`KeySet`. Thread-safe; holds a small cache."""
 
-    __slots__ = ("_check_header", "_header_cache", "keys", "max_size")
+    __slots__ = ("_check_header", "_header_cache", "_keys", "max_size")
 
     def __init__(
         self,
@@ -59,10 +59,15 @@ class CompactVerifier:
         check_header: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         """``check_header`` (e.g. the ``typ`` rule) runs once per distinct header segment."""
-        self.keys = keys
+        self._keys = keys
         self.max_size = max_size
         self._check_header = check_header
         self._header_cache: dict[bytes, tuple[dict[str, Any], VerifyingKey]] = {}
+
+    @property
+    def keys(self) -> KeySet:
+        """Read-only: the header cache holds keys from this set."""
+        return self._keys
 
     def verify(self, token: str | bytes) -> tuple[dict[str, Any], bytes]:
         """Return ``(header, payload)`` or raise the specific :class:`TokenError`.
@@ -113,9 +118,9 @@ class CompactVerifier:
             kid = header["kid"]
             if not isinstance(kid, str):
                 raise MalformedTokenError("header 'kid' is not a string")
-            key = self.keys.get(kid)
+            key = self._keys.get(kid)
         else:
-            key = self.keys.only_key()
+            key = self._keys.only_key()
         if key is None:
             raise UnknownKeyError()
         if alg != key.alg:

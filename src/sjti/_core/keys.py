@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
-from ..errors import InvalidKeyError, MalformedTokenError
+from ..errors import ConfigurationError, InvalidKeyError, MalformedTokenError
 from .algorithms import (
     Algorithm,
     EcOps,
@@ -304,10 +304,12 @@ def _resolve_alg(kty: str, curve: str | None, alg: str | None) -> Algorithm:
             alg = _CURVE_ALGS[curve]
         else:
             raise InvalidKeyError(f"{kty} keys need an explicit alg")
+    if not isinstance(alg, str):
+        raise InvalidKeyError("alg must be a string")
     alg = _ALG_ALIASES.get((alg, curve or ""), alg)
     try:
         algorithm = get_algorithm(alg)
-    except Exception:
+    except ConfigurationError:
         raise InvalidKeyError("algorithm not supported") from None
     if algorithm.kty != kty or (algorithm.curve is not None and algorithm.curve != curve):
         raise InvalidKeyError(f"alg {algorithm.name} does not fit this {kty} key")
@@ -367,6 +369,7 @@ def _from_crypto(
         ed_private = private if isinstance(private, ed25519.Ed25519PrivateKey) else None
         ops = Ed25519Ops(public, ed_private)
         raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        _check_ed25519_point(raw)
         members = {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw).decode("ascii")}
         if ed_private is not None:
             raw_d = ed_private.private_bytes(
@@ -389,6 +392,32 @@ def _signing(verifying: VerifyingKey, private_jwk: dict[str, Any] | None) -> Sig
     if private_jwk is None:
         raise InvalidKeyError("key has no private part")
     return SigningKey(verifying_key=verifying, private_jwk=private_jwk)
+
+
+# Ed25519 points of small order (1, 2, 4, 8), by y-coordinate: a public key equal to one of
+# them lets "signatures" verify for messages nobody signed (e.g. R = identity, S = 0).
+_ED25519_P: Final = 2**255 - 19
+_ED25519_SMALL_ORDER_Y: Final = frozenset(
+    {
+        0,
+        1,
+        _ED25519_P - 1,
+        int.from_bytes(
+            bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+            "little",
+        ),
+        int.from_bytes(
+            bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+            "little",
+        ),
+    }
+)
+
+
+def _check_ed25519_point(raw: bytes) -> None:
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)  # top bit is the sign of x
+    if y >= _ED25519_P or y in _ED25519_SMALL_ORDER_Y:
+        raise InvalidKeyError("Ed25519 public key is a small-order or non-canonical point")
 
 
 def _check_rsa(n: int, e: int) -> None:
@@ -442,7 +471,7 @@ def _parse_jwk(
     if not isinstance(jwk, Mapping):
         raise InvalidKeyError("a JWK is a JSON object")
     kty = jwk.get("kty")
-    if kty not in _REQUIRED_MEMBERS:
+    if not isinstance(kty, str) or kty not in _REQUIRED_MEMBERS:
         raise InvalidKeyError("JWK 'kty' missing or not supported")
     jwk_alg = jwk.get("alg")
     if jwk_alg is not None and not isinstance(jwk_alg, str):

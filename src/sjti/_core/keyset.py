@@ -113,8 +113,12 @@ class KeySet:
         if len(privacy) > 1:
             raise InvalidKeyError("JWKS mixes public and private keys")
         kids = [e.get("kid") for e in entries]
+        if not all(kid is None or isinstance(kid, str) for kid in kids):
+            raise InvalidKeyError("JWKS kids must be strings")
         if len(kids) > 1 and (None in kids or len(set(kids)) != len(kids)):
             raise InvalidKeyError("JWKS keys need distinct kids")
+        if not all(isinstance(e.get("kty"), str) for e in entries):
+            raise InvalidKeyError("every JWKS entry needs a string 'kty'")
         fallback_kty = get_algorithm(default_alg).kty if default_alg is not None else None
 
         def pinned(entry: Mapping[str, Any]) -> str | None:
