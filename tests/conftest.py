@@ -11,6 +11,8 @@ import pytest
 from sjti import BoundaryVerifier, ClaimsPolicy, Issuer, SigningKey, UserKey, UserVerifier
 from sjti.testing import FrozenClock
 
+from . import services
+
 NOW = 1_800_000_000
 ISSUER = "https://auth.example.com"
 AUDIENCE = "https://api.example.com"
@@ -76,3 +78,46 @@ def pytest_runtest_makereport(
     ):
         result.outcome = "failed"
         result.longrepr = f"service test skipped while SJTI_REQUIRE_SERVICES=1: {result.longrepr}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Generator[str, None, None]:
+    """A PostgreSQL server URL (SQLAlchemy form), or a skip (a failure in CI)."""
+    url = services.configured_postgres_url()
+    if services.postgres_answers(url):
+        yield url
+        return
+    with services.throwaway_postgres() as started:
+        if started is None:
+            pytest.skip(f"no PostgreSQL at {url} and none could be started")
+        yield started
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server_url: str) -> Generator[str, None, None]:
+    """A fresh database for this test session, dropped at the end."""
+    import secrets
+
+    import psycopg
+
+    name = f"sjti_test_{secrets.token_hex(4)}"
+    admin = postgres_server_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = postgres_server_url.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Generator[str, None, None]:
+    """A Redis server URL, or a skip (a failure in CI)."""
+    url = services.configured_redis_url()
+    if services.redis_answers(url):
+        yield url
+        return
+    with services.throwaway_redis() as started:
+        if started is None:
+            pytest.skip(f"no Redis at {url} and none could be started")
+        yield started
