@@ -3,10 +3,19 @@
 A store keeps, per user, the user key wrapped under the KEK ring (never in clear), a
 version that grows with every rotation, and when it last rotated. Revocation = rotation:
 a new random user key. Every revocation is committed before the call returns, recorded in
-an audit trail, and announced to the ``after_commit`` listeners (the invalidation bus).
+an audit trail, and announced to the listeners (the invalidation bus) after the commit.
 
-Implementations: :mod:`sjti.stores.memory` (examples and unit tests) and
-:mod:`sjti.stores.sql` (SQLAlchemy: SQLite by default, PostgreSQL in production).
+Implementations: :mod:`sjti.stores.memory` (examples and unit tests),
+:mod:`sjti.stores.sql` and :mod:`sjti.stores.sql_async` (SQLAlchemy: SQLite by default,
+PostgreSQL in production).
+
+Errors raised by stores::
+
+    UnknownUserError    (SjtiError)                      revoke/ensure of a user the store lacks
+    CohortError         (ConfigurationError, ValueError) empty cohort, field with no column
+    ListenerError       (BackendError)                   committed, but a listener failed
+    UnwrapError         (SecretError)                    a stored secret does not open
+    BackendError                                         the database failed: fail closed
 """
 
 from __future__ import annotations
@@ -14,31 +23,54 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Final, Protocol
 
 from .._core.binding import UserKey
-from ..errors import SjtiError
+from ..errors import BackendError, ConfigurationError, SjtiError
 
 __all__ = [
+    "MAX_LISTED_IDS",
     "AsyncSecretStore",
     "AuditRecord",
     "Cohort",
+    "CohortError",
+    "ListenerError",
     "RevocationListener",
     "RevocationResult",
     "SecretStore",
     "UnknownUserError",
 ]
 
+# Above this many ids a revocation is announced as "everyone" (``None``) and the result
+# lists only the first ids: a bus message or a return value must stay small.
+MAX_LISTED_IDS: Final = 10_000
+
 # Called after a revocation committed, with the ids whose keys changed. ``None`` means
-# "too many to list: drop everything" (large cohorts).
+# "too many to list: drop everything" (more than MAX_LISTED_IDS ids).
 RevocationListener = Callable[[Sequence[str] | None], None]
 
 
 class UnknownUserError(SjtiError):
-    """Revoking (or loading with ``create=False``) a user the store does not know."""
+    """Revoking a user who has no secret, or ``ensure`` of a user the app table lacks."""
 
     def __init__(self) -> None:
         super().__init__("unknown user")
+
+
+class CohortError(ConfigurationError, ValueError):
+    """A cohort the store cannot select safely: empty, or a field with no configured column."""
+
+
+class ListenerError(BackendError):
+    """The revocation committed, but a listener (e.g. the bus publisher) raised.
+
+    The keys did change: ``result`` says what was done. Retrying is harmless (another
+    rotation) and announces again.
+    """
+
+    def __init__(self, result: RevocationResult) -> None:
+        super().__init__("revocation committed but a listener failed")
+        self.result = result
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +78,10 @@ class Cohort:
     """A structured selection of users for incident response. Never raw SQL.
 
     Each field narrows the selection (AND). Which database column backs each field is set
-    when the store is configured (see ``CohortColumns`` in :mod:`sjti.stores.sql`).
+    when the store is configured (see ``CohortColumns`` in :mod:`sjti.stores.layouts`).
     ``equals`` covers further configured columns by name, e.g. ``{"plan": "free"}``.
-    At least one criterion is required: an empty cohort would mean "everyone".
+    At least one criterion is required: an empty cohort would mean "everyone". A user
+    whose ``created_at``/``last_login_at`` is NULL is never "before" anything.
     """
 
     user_ids: frozenset[str] | None = None
@@ -76,7 +109,9 @@ class RevocationResult:
     """What a revocation did (or, with ``dry_run``, would do)."""
 
     count: int
-    user_ids: tuple[str, ...]  # sorted; may be truncated for huge cohorts (see ``truncated``)
+    # Sorted. Holds at most MAX_LISTED_IDS ids; ``truncated`` says some were left out
+    # (``count`` is always the full number).
+    user_ids: tuple[str, ...]
     dry_run: bool
     audit_id: int | None  # the audit record written; None for a dry run
     truncated: bool = False
@@ -88,7 +123,7 @@ class AuditRecord:
     at: datetime
     actor: str | None
     reason: str | None
-    kind: str  # "user", "users", "cohort", "reuse_detected", ...
+    kind: str  # "user", "users", "cohort"
     count: int
     detail: str | None  # a short, secret-free description of the selection
 
@@ -97,7 +132,13 @@ class SecretStore(Protocol):
     """Synchronous store. Every method is one transaction."""
 
     def load(self, user_id: str) -> UserKey | None:
-        """The user's key, or ``None`` if the user has no secret (unknown or not yet set)."""
+        """The user's key, or ``None`` if the user has no secret (unknown or not yet set).
+
+        A stored secret that does not open raises :class:`~sjti.errors.UnwrapError`.
+        """
+
+    def load_secret(self, user_id: str) -> bytes | None:
+        """The raw 32-byte key (what caches keep), else as :meth:`load`."""
 
     def ensure(self, user_id: str) -> UserKey:
         """The user's key, creating it atomically on first use (lazy migration path)."""
@@ -131,13 +172,15 @@ class SecretStore(Protocol):
         """Newest first."""
 
     def add_listener(self, listener: RevocationListener) -> None:
-        """Call ``listener`` after each committed revocation."""
+        """Call ``listener`` after each committed revocation that changed any key."""
 
 
 class AsyncSecretStore(Protocol):
-    """The same contract for asyncio callers."""
+    """The same contract for asyncio callers. Listeners stay synchronous: keep them quick."""
 
     async def load(self, user_id: str) -> UserKey | None: ...
+
+    async def load_secret(self, user_id: str) -> bytes | None: ...
 
     async def ensure(self, user_id: str) -> UserKey: ...
 

@@ -1,15 +1,20 @@
-"""An in-memory secret store for examples and unit tests. Not for production: it forgets
-everything when the process ends and is not shared between processes."""
+"""In-memory secret stores (sync and async) for examples and unit tests.
+
+Not for production: they forget everything when the process ends and are not shared
+between processes. They keep the same contract as the SQL stores (wrapped secrets,
+versions, audit trail, listeners after the change) so the contract suite runs on them.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from .._core.binding import UserKey
-from .._core.wrapping import Kek, KekRing, WrappedSecret, generate_user_key
+from .._core.wrapping import Kek, KekRing, WrappedSecret
+from . import _revocation as rv
 from .base import (
     AuditRecord,
     Cohort,
@@ -18,7 +23,7 @@ from .base import (
     UnknownUserError,
 )
 
-__all__ = ["MemorySecretStore", "MemoryUser"]
+__all__ = ["AsyncMemorySecretStore", "MemorySecretStore", "MemoryUser"]
 
 
 @dataclass(slots=True)
@@ -38,8 +43,11 @@ class MemorySecretStore:
     ``created_at``, ``last_login_at`` and any ``equals`` key), set with :meth:`add_user`.
     """
 
-    def __init__(self, kek_ring: KekRing | None = None) -> None:
+    def __init__(
+        self, kek_ring: KekRing | None = None, *, clock: Callable[[], datetime] = rv.utc_now
+    ) -> None:
         self._ring = kek_ring or KekRing([Kek.generate("memory")])
+        self._clock = clock
         self._users: dict[str, MemoryUser] = {}
         self._audit: list[AuditRecord] = []
         self._listeners: list[RevocationListener] = []
@@ -52,28 +60,41 @@ class MemorySecretStore:
         with self._lock:
             self._users.setdefault(user_id, MemoryUser()).attributes.update(attributes)
 
+    def get_user(self, user_id: str) -> MemoryUser | None:
+        """The live row (tests use it to inspect versions or to tamper with a secret)."""
+        with self._lock:
+            return self._users.get(user_id)
+
     # -- SecretStore --------------------------------------------------------------------
 
-    def load(self, user_id: str) -> UserKey | None:
+    def load_secret(self, user_id: str) -> bytes | None:
         with self._lock:
             user = self._users.get(user_id)
             wrapped = user.wrapped if user is not None else None
-        return UserKey(self._ring.unwrap(user_id, wrapped)) if wrapped is not None else None
+        return self._ring.unwrap(user_id, wrapped) if wrapped is not None else None
+
+    def load(self, user_id: str) -> UserKey | None:
+        secret = self.load_secret(user_id)
+        return UserKey(secret) if secret is not None else None
 
     def ensure(self, user_id: str) -> UserKey:
         with self._lock:
             user = self._users.setdefault(user_id, MemoryUser())
-            wrapped = user.wrapped or self._rotate(user_id, user)
+            wrapped = user.wrapped or self._rotate(user_id, user, self._clock())
         return UserKey(self._ring.unwrap(user_id, wrapped))
 
     def revoke(
         self, user_id: str, *, actor: str | None = None, reason: str | None = None
     ) -> RevocationResult:
-        with self._lock:
-            user = self._users.get(user_id)
-            if user is None or user.wrapped is None:
-                raise UnknownUserError()
-        return self._revoke_ids([user_id], actor, reason, "user", "1 user", dry_run=False)
+        return self._revoke(
+            lambda: [user_id],
+            actor,
+            reason,
+            "user",
+            rv.describe_user(user_id),
+            dry_run=False,
+            required=True,
+        )
 
     def revoke_many(
         self,
@@ -83,8 +104,10 @@ class MemorySecretStore:
         reason: str | None = None,
         dry_run: bool = False,
     ) -> RevocationResult:
-        ids = sorted(set(user_ids))
-        return self._revoke_ids(ids, actor, reason, "users", f"{len(ids)} ids", dry_run=dry_run)
+        ids = set(user_ids)
+        return self._revoke(
+            lambda: ids, actor, reason, "users", rv.describe_ids(len(ids)), dry_run=dry_run
+        )
 
     def revoke_cohort(
         self,
@@ -94,11 +117,14 @@ class MemorySecretStore:
         reason: str | None = None,
         dry_run: bool = False,
     ) -> RevocationResult:
-        if cohort.is_empty():
-            raise ValueError("a cohort needs at least one criterion")
-        with self._lock:
-            ids = sorted(uid for uid, user in self._users.items() if _selects(cohort, uid, user))
-        return self._revoke_ids(ids, actor, reason, "cohort", _describe(cohort), dry_run=dry_run)
+        rv.check_cohort(cohort)
+
+        def select() -> list[str]:
+            return [uid for uid, user in self._users.items() if _selects(cohort, uid, user)]
+
+        return self._revoke(
+            select, actor, reason, "cohort", rv.describe_cohort(cohort), dry_run=dry_run
+        )
 
     def audit_log(self, *, limit: int = 100) -> list[AuditRecord]:
         with self._lock:
@@ -109,31 +135,35 @@ class MemorySecretStore:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _rotate(self, user_id: str, user: MemoryUser) -> WrappedSecret:
-        user.wrapped = self._ring.wrap(user_id, generate_user_key())
+    def _rotate(self, user_id: str, user: MemoryUser, now: datetime) -> WrappedSecret:
+        user.wrapped = rv.new_wrapped(self._ring, user_id)
         user.version += 1
-        user.rotated_at = datetime.now(UTC)
+        user.rotated_at = now
         return user.wrapped
 
-    def _revoke_ids(
+    def _revoke(
         self,
-        ids: list[str],
+        select: Callable[[], Iterable[str]],
         actor: str | None,
         reason: str | None,
         kind: str,
         detail: str,
         *,
         dry_run: bool,
+        required: bool = False,
     ) -> RevocationResult:
         with self._lock:
-            known = [uid for uid in ids if uid in self._users and self._users[uid].wrapped]
+            known = [uid for uid in select() if self._has_secret(uid)]
+            if required and not known:
+                raise UnknownUserError()
             if dry_run:
-                return RevocationResult(len(known), tuple(known), True, None)
+                return rv.result_for(known, dry_run=True, audit_id=None)
+            now = self._clock()
             for uid in known:
-                self._rotate(uid, self._users[uid])
+                self._rotate(uid, self._users[uid], now)
             record = AuditRecord(
                 id=len(self._audit) + 1,
-                at=datetime.now(UTC),
+                at=now,
                 actor=actor,
                 reason=reason,
                 kind=kind,
@@ -141,9 +171,65 @@ class MemorySecretStore:
                 detail=detail,
             )
             self._audit.append(record)
-        for listener in self._listeners:
-            listener(known)
-        return RevocationResult(len(known), tuple(known), False, record.id)
+        result = rv.result_for(known, dry_run=False, audit_id=record.id)
+        rv.announce(self._listeners, result)
+        return result
+
+    def _has_secret(self, user_id: str) -> bool:
+        user = self._users.get(user_id)
+        return user is not None and user.wrapped is not None
+
+
+class AsyncMemorySecretStore:
+    """:class:`MemorySecretStore` behind the async interface (no I/O, so no awaiting).
+
+    ``sync`` is the wrapped store, for :meth:`MemorySecretStore.add_user` and inspection.
+    """
+
+    def __init__(
+        self, kek_ring: KekRing | None = None, *, clock: Callable[[], datetime] = rv.utc_now
+    ) -> None:
+        self.sync = MemorySecretStore(kek_ring, clock=clock)
+
+    async def load(self, user_id: str) -> UserKey | None:
+        return self.sync.load(user_id)
+
+    async def load_secret(self, user_id: str) -> bytes | None:
+        return self.sync.load_secret(user_id)
+
+    async def ensure(self, user_id: str) -> UserKey:
+        return self.sync.ensure(user_id)
+
+    async def revoke(
+        self, user_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> RevocationResult:
+        return self.sync.revoke(user_id, actor=actor, reason=reason)
+
+    async def revoke_many(
+        self,
+        user_ids: Iterable[str],
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        dry_run: bool = False,
+    ) -> RevocationResult:
+        return self.sync.revoke_many(user_ids, actor=actor, reason=reason, dry_run=dry_run)
+
+    async def revoke_cohort(
+        self,
+        cohort: Cohort,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        dry_run: bool = False,
+    ) -> RevocationResult:
+        return self.sync.revoke_cohort(cohort, actor=actor, reason=reason, dry_run=dry_run)
+
+    async def audit_log(self, *, limit: int = 100) -> list[AuditRecord]:
+        return self.sync.audit_log(limit=limit)
+
+    def add_listener(self, listener: RevocationListener) -> None:
+        self.sync.add_listener(listener)
 
 
 def _selects(cohort: Cohort, user_id: str, user: MemoryUser) -> bool:
@@ -169,16 +255,3 @@ def _selects(cohort: Cohort, user_id: str, user: MemoryUser) -> bool:
 
 def _before(value: object, limit: datetime) -> bool:
     return isinstance(value, datetime) and value < limit
-
-
-def _describe(cohort: Cohort) -> str:
-    """A secret-free summary of the criteria, for the audit trail."""
-    parts = [
-        f"{name}={getattr(cohort, name)}"
-        for name in ("tenant", "role", "created_before", "last_login_before", "rotated_before")
-        if getattr(cohort, name) is not None
-    ]
-    if cohort.user_ids is not None:
-        parts.append(f"user_ids=<{len(cohort.user_ids)}>")
-    parts.extend(f"{k}={v}" for k, v in sorted(cohort.equals.items()))
-    return ", ".join(parts)
