@@ -11,15 +11,18 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .._core.binding import UserKey
 from .._core.wrapping import Kek, KekRing, WrappedSecret
 from . import _revocation as rv
 from .base import (
+    AsyncSecretStore,
     AuditRecord,
     Cohort,
     RevocationListener,
     RevocationResult,
+    SecretStore,
     UnknownUserError,
 )
 
@@ -255,3 +258,12 @@ def _selects(cohort: Cohort, user_id: str, user: MemoryUser) -> bool:
 
 def _before(value: object, limit: datetime) -> bool:
     return isinstance(value, datetime) and value < limit
+
+
+if TYPE_CHECKING:  # mypy proves both classes keep the protocols' shapes
+
+    def _is_store(store: MemorySecretStore) -> SecretStore:
+        return store
+
+    def _is_async_store(store: AsyncMemorySecretStore) -> AsyncSecretStore:
+        return store

@@ -1,0 +1,245 @@
+"""What each store operation does, written once for the sync and the async store.
+
+A *plan* is a generator: it yields the operations to run (:class:`Fetch`, :class:`Execute`)
+and receives their rows back; every decision (unknown user, dry run, what to rotate, what
+to announce) lives here. A :class:`Job` pairs a plan with how its transaction opens. The
+stores in :mod:`sjti.stores.sql` and :mod:`sjti.stores.sql_async` only drive jobs: open a
+connection, run each operation, commit. This is the sans-I/O shape httpx and h11 use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Executable, RowMapping
+
+from .._core.invalidation import encode_invalidation
+from . import _revocation as rv
+from . import _statements as st
+from .base import AuditRecord, Cohort, RevocationResult, UnknownUserError
+
+__all__ = [
+    "Execute",
+    "Fetch",
+    "Job",
+    "Op",
+    "Rows",
+    "audit_log",
+    "ensure",
+    "load",
+    "revoke",
+    "revoke_cohort",
+    "revoke_many",
+    "revoke_user",
+]
+
+T = TypeVar("T")
+Rows = Sequence[RowMapping]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Run a statement and send back its rows."""
+
+    statement: Executable
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    """Run a statement (``params``: executemany) and send back no rows."""
+
+    statement: Executable
+    params: Sequence[dict[str, object]] | None = None
+
+
+Op = Fetch | Execute
+Plan = Generator[Op, Rows, T]
+
+
+@dataclass(frozen=True, slots=True)
+class Job(Generic[T]):
+    """A plan plus its transaction: ``write`` jobs commit, others roll back.
+
+    ``begin`` is the statement that must open a write transaction (SQLite's
+    ``BEGIN IMMEDIATE``), or ``None`` for the driver's default.
+    """
+
+    plan: Plan[T]
+    write: bool
+    begin: str | None = None
+
+
+def _write(ctx: st.Context, plan: Plan[T]) -> Job[T]:
+    return Job(plan, write=True, begin=st.begin_write(ctx))
+
+
+def _read(plan: Plan[T]) -> Job[T]:
+    return Job(plan, write=False)
+
+
+def _open(ctx: st.Context, user_id: str, rows: Rows) -> bytes | None:
+    """The unwrapped secret of the (at most one) row, ``None`` if there is no secret."""
+    if not rows or rows[0]["wrapped"] is None:
+        return None
+    row = rows[0]
+    return rv.open_secret(ctx.ring, user_id, row["wrapped"], row.get("kek_id"))
+
+
+def load(ctx: st.Context, user_id: str) -> Job[bytes | None]:
+    def plan() -> Plan[bytes | None]:
+        id_value = st.coerce_id(ctx.target, user_id)
+        if id_value is None:
+            return None
+        rows = yield Fetch(st.select_secret(ctx, id_value))
+        return _open(ctx, user_id, rows)
+
+    return _read(plan())
+
+
+def ensure(ctx: st.Context, user_id: str) -> Job[bytes]:
+    """Create the secret if absent, then read whichever secret won (ours or a racer's).
+
+    Stores run :func:`load` first and this only on a miss, so the write lock is taken
+    only on a user's first token.
+    """
+
+    def plan() -> Plan[bytes]:
+        id_value = st.coerce_id(ctx.target, user_id)
+        if id_value is None:
+            raise UnknownUserError()
+        wrapped, now = rv.new_wrapped(ctx.ring, user_id), ctx.clock()
+        if ctx.target.owned:
+            yield Execute(st.insert_secret_if_absent(ctx, id_value, wrapped, now))
+        else:
+            yield Execute(st.set_secret_if_null(ctx, id_value, wrapped, now))
+        secret = _open(ctx, user_id, (yield Fetch(st.select_secret(ctx, id_value))))
+        if secret is None:  # the app table has no such user: sjti never creates users
+            raise UnknownUserError()
+        return secret
+
+    return _write(ctx, plan())
+
+
+def revoke(
+    ctx: st.Context,
+    cohort: Cohort,
+    *,
+    kind: str,
+    detail: str,
+    actor: str | None,
+    reason: str | None,
+    dry_run: bool,
+    required: bool = False,
+) -> Job[RevocationResult]:
+    """Rotate every selected user's key, announce on NOTIFY, audit; one transaction.
+
+    ``required``: raise :class:`UnknownUserError` when nobody is selected (``revoke``).
+    A dry run only reads: no lock, no rotation, no NOTIFY, no audit row.
+    """
+    rv.check_cohort(cohort)
+    statements = st.select_targets(ctx, cohort, lock=not dry_run)  # CohortError early
+
+    def plan() -> Plan[RevocationResult]:
+        found: list[Any] = []
+        for statement in statements:
+            found.extend(row["user_id"] for row in (yield Fetch(statement)))
+        raw_ids = list(dict.fromkeys(found))  # a joined table may repeat an id
+        if required and not raw_ids:
+            raise UnknownUserError()
+        if dry_run:
+            return rv.result_for(map(str, raw_ids), dry_run=True, audit_id=None)
+        now = ctx.clock()
+        params = [
+            st.rotate_params(ctx, raw, rv.new_wrapped(ctx.ring, str(raw)), now) for raw in raw_ids
+        ]
+        for batch in st.rotate_batches(params):
+            yield Execute(st.rotate(ctx), batch)
+        ids = sorted(map(str, raw_ids))
+        if ctx.notify_channel is not None:
+            # PostgreSQL holds NOTIFY until COMMIT: a later failure (say, the audit insert)
+            # rolls it back with the rotation, so nodes never hear of a change that wasn't.
+            for message in encode_invalidation(rv.listed(ids)):
+                yield Fetch(st.notify(ctx, message))
+        audit_rows = yield Fetch(
+            st.insert_audit(
+                ctx, at=now, actor=actor, reason=reason, kind=kind, count=len(ids), detail=detail
+            )
+        )
+        return rv.result_for(ids, dry_run=False, audit_id=int(audit_rows[0]["id"]))
+
+    return _write(ctx, plan()) if not dry_run else _read(plan())
+
+
+def revoke_user(
+    ctx: st.Context, user_id: str, *, actor: str | None, reason: str | None
+) -> Job[RevocationResult]:
+    return revoke(
+        ctx,
+        Cohort(user_ids=frozenset({user_id})),
+        kind="user",
+        detail=rv.describe_user(user_id),
+        actor=actor,
+        reason=reason,
+        dry_run=False,
+        required=True,
+    )
+
+
+def revoke_many(
+    ctx: st.Context,
+    user_ids: Iterable[str],
+    *,
+    actor: str | None,
+    reason: str | None,
+    dry_run: bool,
+) -> Job[RevocationResult]:
+    ids = frozenset(user_ids)
+    return revoke(
+        ctx,
+        Cohort(user_ids=ids),
+        kind="users",
+        detail=rv.describe_ids(len(ids)),
+        actor=actor,
+        reason=reason,
+        dry_run=dry_run,
+    )
+
+
+def revoke_cohort(
+    ctx: st.Context,
+    cohort: Cohort,
+    *,
+    actor: str | None,
+    reason: str | None,
+    dry_run: bool,
+) -> Job[RevocationResult]:
+    return revoke(
+        ctx,
+        cohort,
+        kind="cohort",
+        detail=rv.describe_cohort(cohort),
+        actor=actor,
+        reason=reason,
+        dry_run=dry_run,
+    )
+
+
+def audit_log(ctx: st.Context, limit: int) -> Job[list[AuditRecord]]:
+    def plan() -> Plan[list[AuditRecord]]:
+        rows = yield Fetch(st.select_audit(ctx, limit))
+        return [
+            AuditRecord(
+                id=int(row["id"]),
+                at=row["at"],
+                actor=row["actor"],
+                reason=row["reason"],
+                kind=row["kind"],
+                count=int(row["count"]),
+                detail=row["detail"],
+            )
+            for row in rows
+        ]
+
+    return _read(plan())

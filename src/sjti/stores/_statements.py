@@ -1,0 +1,353 @@
+"""Every SQL statement the stores run, built by pure functions from a resolved context.
+
+Nothing here touches a connection: the sync and async stores execute what these return.
+Callers never contribute SQL text; cohort criteria become bound SQLAlchemy expressions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    FromClause,
+    Insert,
+    MetaData,
+    Select,
+    Table,
+    Text,
+    Update,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .._core.wrapping import KekRing, WrappedSecret
+from ..errors import ConfigurationError
+from . import _schema
+from .base import Cohort, CohortError
+from .layouts import AppUsersTable, CohortColumns, Layout, OwnedTable
+
+__all__ = [
+    "ID_CHUNK",
+    "ROTATE_BATCH",
+    "Context",
+    "Target",
+    "advisory_lock",
+    "begin_write",
+    "build_context",
+    "coerce_id",
+    "insert_audit",
+    "insert_secret_if_absent",
+    "notify",
+    "rotate",
+    "rotate_batches",
+    "rotate_params",
+    "select_audit",
+    "select_secret",
+    "select_targets",
+    "set_secret_if_null",
+]
+
+# Ids per ``IN (...)``: far below SQLite's and psycopg's bound-parameter limits.
+ID_CHUNK: Final = 1000
+# Rows per executemany of the rotation UPDATE: bounds the memory of one round.
+ROTATE_BATCH: Final = 5000
+_ADVISORY_LOCK_KEY: Final = 0x736A7469  # "sjti": serialises sjti migrations in one database
+_DIALECTS: Final = frozenset({"sqlite", "postgresql"})
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The table and columns that hold secrets, whatever the layout."""
+
+    table: Table
+    id: Column[Any]
+    secret: Column[Any]
+    version: Column[Any]
+    rotated_at: Column[Any]
+    kek_id: Column[Any] | None  # the owned table only
+    owned: bool
+    int_ids: bool  # the app's id column holds integers; sjti speaks strings
+
+    @classmethod
+    def of(cls, layout: Layout) -> Target:
+        if isinstance(layout, OwnedTable):
+            table = _schema.owned_table(MetaData(), layout.name)
+            c = table.c
+            return cls(
+                table,
+                c.user_id,
+                c.wrapped_secret,
+                c.version,
+                c.rotated_at,
+                c.kek_id,
+                owned=True,
+                int_ids=False,
+            )
+        table, c = layout.table, layout.table.c
+        id_column = c[layout.id_column]
+        return cls(
+            table,
+            id_column,
+            c[layout.secret_column],
+            c[layout.version_column],
+            c[layout.rotated_at_column],
+            None,
+            owned=False,
+            int_ids=_python_type(id_column) is int,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything the statements and plans need, resolved once when a store is built."""
+
+    dialect: str
+    ring: KekRing
+    target: Target
+    audit: Table
+    cohort_columns: CohortColumns | None
+    notify_channel: str | None
+    clock: Callable[[], datetime]
+
+
+def build_context(
+    dialect: str,
+    ring: KekRing,
+    layout: Layout,
+    cohort_columns: CohortColumns | None,
+    notify_channel: str | None,
+    clock: Callable[[], datetime],
+) -> Context:
+    if dialect not in _DIALECTS:
+        raise ConfigurationError(f"sjti SQL stores support SQLite and PostgreSQL, not {dialect}")
+    if not isinstance(ring, KekRing):
+        raise ConfigurationError("the store needs a KekRing")
+    if not isinstance(layout, OwnedTable | AppUsersTable):
+        raise ConfigurationError("layout must be OwnedTable or AppUsersTable")
+    if notify_channel is not None:
+        if dialect != "postgresql":
+            raise ConfigurationError("notify_channel needs PostgreSQL (LISTEN/NOTIFY)")
+        if not notify_channel or len(notify_channel) > 63:
+            raise ConfigurationError("notify_channel must be 1 to 63 characters")
+    audit = _schema.audit_table(MetaData(), layout.audit_table)
+    return Context(dialect, ring, Target.of(layout), audit, cohort_columns, notify_channel, clock)
+
+
+def _python_type(column: Column[Any]) -> type | None:
+    try:
+        python_type: type = column.type.python_type
+    except NotImplementedError:
+        return None
+    return python_type
+
+
+def coerce_id(target: Target, user_id: str) -> object | None:
+    """The id as the id column stores it, or ``None`` if no row can have it.
+
+    Integer ids accept only their canonical decimal text: ``"042"`` is not user 42 (its
+    secret is bound to the text ``"42"``, so it could never unwrap anyway).
+    """
+    if not isinstance(user_id, str) or not user_id:
+        return None
+    if not target.int_ids:
+        return user_id
+    if not user_id.isascii() or not user_id.lstrip("-").isdigit():
+        return None
+    value = int(user_id)
+    return value if str(value) == user_id else None
+
+
+# -- transactions -------------------------------------------------------------------------
+
+
+def begin_write(ctx: Context) -> str | None:
+    """The statement that opens a write transaction, if the dialect needs one.
+
+    SQLite: ``BEGIN IMMEDIATE`` takes the write lock up front, the SQLite way of
+    ``SELECT ... FOR UPDATE``; a deferred transaction that reads and then writes can fail
+    with "database is locked" without waiting. PostgreSQL: the driver's own BEGIN.
+    """
+    return "BEGIN IMMEDIATE" if ctx.dialect == "sqlite" else None
+
+
+def advisory_lock() -> Select[Any]:
+    """PostgreSQL: one lock for all sjti migrations, released at commit or rollback."""
+    return select(func.pg_advisory_xact_lock(literal(_ADVISORY_LOCK_KEY, BigInteger)))
+
+
+# -- reading and creating one secret ------------------------------------------------------
+
+
+def select_secret(ctx: Context, id_value: object) -> Select[Any]:
+    t = ctx.target
+    columns = [t.id.label("user_id"), t.secret.label("wrapped")]
+    if t.kek_id is not None:
+        columns.append(t.kek_id.label("kek_id"))
+    return select(*columns).where(t.id == id_value)
+
+
+def insert_secret_if_absent(
+    ctx: Context, id_value: object, wrapped: WrappedSecret, now: datetime
+) -> Insert:
+    """Owned table: the first concurrent ``ensure`` inserts, the others do nothing."""
+    t = ctx.target
+    values = {
+        t.id: id_value,
+        t.secret: wrapped.to_str(),
+        t.version: 1,
+        t.rotated_at: now,
+    }
+    if t.kek_id is not None:
+        values[t.kek_id] = wrapped.kek_id
+    dialect_insert = postgresql.insert if ctx.dialect == "postgresql" else sqlite.insert
+    return dialect_insert(t.table).values(values).on_conflict_do_nothing(index_elements=[t.id])
+
+
+def set_secret_if_null(
+    ctx: Context, id_value: object, wrapped: WrappedSecret, now: datetime
+) -> Update:
+    """App table: fill the secret only if still NULL, so the first ``ensure`` wins."""
+    t = ctx.target
+    return (
+        update(t.table)
+        .where(t.id == id_value, t.secret.is_(None))
+        .values(
+            {
+                t.secret: wrapped.to_str(),
+                t.version: func.coalesce(t.version, 0) + 1,
+                t.rotated_at: now,
+            }
+        )
+    )
+
+
+# -- revocation ---------------------------------------------------------------------------
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _join_condition(ctx: Context, columns: CohortColumns) -> ColumnElement[bool]:
+    """The app's id column = the secret's id; cast to text when the types differ."""
+
+    def as_text(column: Column[Any]) -> ColumnElement[Any]:
+        return column if _python_type(column) is str else cast(column, Text)
+
+    app_id, secret_id = columns.table.c[columns.id_column], ctx.target.id
+    if _python_type(app_id) is _python_type(secret_id):
+        return app_id == secret_id
+    return as_text(app_id) == as_text(secret_id)
+
+
+def _cohort_filters(ctx: Context, cohort: Cohort) -> tuple[FromClause, list[ColumnElement[bool]]]:
+    """FROM and WHERE for every criterion but ``user_ids``; CohortError for unmapped ones."""
+    t, columns = ctx.target, ctx.cohort_columns
+    source: FromClause = t.table
+    filters: list[ColumnElement[bool]] = [t.secret.is_not(None)]
+    if cohort.rotated_before is not None:
+        filters.append(t.rotated_at < cohort.rotated_before)
+    app_filters: list[ColumnElement[bool]] = []
+    for name in ("tenant", "role", "created_before", "last_login_before"):
+        value = getattr(cohort, name)
+        if value is None:
+            continue
+        column = columns.column_for(name) if columns is not None else None
+        if column is None:
+            raise CohortError(f"cohort field {name!r} has no configured column")
+        app_filters.append(column < value if name.endswith("_before") else column == value)
+    for key, value in sorted(cohort.equals.items()):
+        column = columns.extra_column(key) if columns is not None else None
+        if column is None:
+            raise CohortError(f"cohort key {key!r} has no configured column")
+        app_filters.append(column == value)
+    if app_filters and columns is not None and columns.table is not t.table:
+        source = t.table.join(columns.table, _join_condition(ctx, columns))
+    return source, filters + app_filters
+
+
+def select_targets(ctx: Context, cohort: Cohort, *, lock: bool) -> list[Select[Any]]:
+    """The SELECTs (one per chunk of ids) that find the users a cohort revokes.
+
+    ``lock``: ``FOR UPDATE`` of the secret rows on PostgreSQL (SQLite ignores it; its
+    write transaction already holds the database lock). Rows are locked in id order, so
+    overlapping revocations mostly queue instead of deadlocking; PostgreSQL aborts any
+    deadlock left (a BackendError), and retrying a revocation is harmless.
+    """
+    t = ctx.target
+    source, filters = _cohort_filters(ctx, cohort)
+    base = select(t.id.label("user_id")).select_from(source).order_by(t.id)
+    if lock:
+        base = base.with_for_update(of=t.table)
+    if cohort.user_ids is None:
+        return [base.where(*filters)]
+    # Any fixed order will do for chunking; within a chunk ORDER BY sets the lock order.
+    values = {v for v in (coerce_id(t, uid) for uid in cohort.user_ids) if v is not None}
+    ids = sorted(values, key=str)
+    return [base.where(t.id.in_(chunk), *filters) for chunk in _chunks(ids, ID_CHUNK)]
+
+
+def rotate(ctx: Context) -> Update:
+    """One executemany UPDATE for every revoked user (parameters: :func:`rotate_params`)."""
+    t = ctx.target
+    values: dict[Column[Any], Any] = {
+        t.secret: bindparam("b_secret", type_=t.secret.type),
+        t.version: func.coalesce(t.version, 0) + 1,
+        t.rotated_at: bindparam("b_now", type_=t.rotated_at.type),
+    }
+    if t.kek_id is not None:
+        values[t.kek_id] = bindparam("b_kek", type_=t.kek_id.type)
+    return update(t.table).where(t.id == bindparam("b_id", type_=t.id.type)).values(values)
+
+
+def rotate_params(
+    ctx: Context, id_value: object, wrapped: WrappedSecret, now: datetime
+) -> dict[str, object]:
+    params = {"b_id": id_value, "b_secret": wrapped.to_str(), "b_now": now}
+    if ctx.target.kek_id is not None:
+        params["b_kek"] = wrapped.kek_id
+    return params
+
+
+def rotate_batches(params: Sequence[dict[str, object]]) -> Iterator[Sequence[dict[str, object]]]:
+    return _chunks(params, ROTATE_BATCH)
+
+
+def notify(ctx: Context, message: str) -> Select[Any]:
+    """``pg_notify`` inside the revocation transaction: delivered only if it commits."""
+    return select(func.pg_notify(ctx.notify_channel, message))
+
+
+def insert_audit(
+    ctx: Context,
+    *,
+    at: datetime,
+    actor: str | None,
+    reason: str | None,
+    kind: str,
+    count: int,
+    detail: str | None,
+) -> Insert:
+    a = ctx.audit
+    return (
+        insert(a)
+        .values(at=at, actor=actor, reason=reason, kind=kind, count=count, detail=detail)
+        .returning(a.c.id)
+    )
+
+
+def select_audit(ctx: Context, limit: int) -> Select[Any]:
+    return select(ctx.audit).order_by(ctx.audit.c.id.desc()).limit(limit)

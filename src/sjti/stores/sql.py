@@ -1,0 +1,188 @@
+"""The SQL secret store (SQLAlchemy Core, synchronous): SQLite embedded, PostgreSQL.
+
+Example::
+
+    engine = create_engine("sqlite:///sjti.db")
+    upgrade(engine)                                # create/upgrade the tables, idempotent
+    store = SqlSecretStore(engine, KekRing.from_config(os.environ["SJTI_KEKS"]))
+    key = store.ensure("user-1")                   # first token: the secret is created
+    store.revoke("user-1", actor="admin", reason="lost laptop")
+
+Layouts (details in :mod:`sjti.stores.layouts`):
+
+* ``OwnedTable(name="sjti_user_secrets")`` (the default): a table sjti owns with
+  ``user_id`` (PK), ``wrapped_secret``, ``kek_id``, ``version``, ``rotated_at``. Cohorts by
+  tenant, role, created/last-login need ``cohort_columns=CohortColumns(users, ...)``, the
+  app's users table joined on the id.
+* ``AppUsersTable(table=users, id_column="id", secret_column="token_secret",
+  version_column="token_version", rotated_at_column="token_rotated_at")``: the blog's
+  ``ALTER TABLE users ADD COLUMN token_secret``. :func:`user_key_from_row` verifies the
+  user layer from the row the app already loaded, with zero extra queries.
+
+Secrets are stored wrapped under the KEK ring (``WrappedSecret.to_str()``), never in clear.
+Every method is one transaction; a revocation is committed before it returns, with an
+audit row; listeners run after the commit. With ``notify_channel`` (PostgreSQL) each
+revocation also sends ``pg_notify(channel, encode_invalidation(ids))`` inside its
+transaction, so the message goes out exactly when (and only if) the change commits.
+Database failures raise :class:`~sjti.errors.BackendError` (fail closed).
+
+The statements and decisions are shared with :mod:`sjti.stores.sql_async`
+(:mod:`sjti.stores._plans`); this class only runs them on a connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar, cast
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from .._core.binding import UserKey
+from .._core.wrapping import KekRing
+from ..errors import BackendError
+from . import _plans as plans
+from . import _revocation as rv
+from . import _statements as st
+from .base import AuditRecord, Cohort, RevocationListener, RevocationResult, SecretStore
+from .layouts import (
+    AppUsersTable,
+    CohortColumns,
+    Layout,
+    OwnedTable,
+    secret_columns,
+    user_key_from_row,
+)
+from .migrations import add_secret_columns, schema_versions, upgrade
+
+__all__ = [
+    "AppUsersTable",
+    "CohortColumns",
+    "Layout",
+    "OwnedTable",
+    "SqlSecretStore",
+    "add_secret_columns",
+    "schema_versions",
+    "secret_columns",
+    "upgrade",
+    "user_key_from_row",
+]
+
+T = TypeVar("T")
+
+
+def _execute(conn: Connection, op: plans.Op) -> plans.Rows:
+    if isinstance(op, plans.Fetch):
+        return conn.execute(op.statement).mappings().all()
+    if op.params is None:
+        conn.execute(op.statement)
+    else:
+        conn.execute(op.statement, list(op.params))  # executemany
+    return ()
+
+
+class SqlSecretStore:
+    """Implements :class:`sjti.stores.base.SecretStore` on a SQLAlchemy :class:`Engine`."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        kek_ring: KekRing,
+        layout: Layout | None = None,
+        *,
+        cohort_columns: CohortColumns | None = None,
+        notify_channel: str | None = None,
+        clock: Callable[[], datetime] = rv.utc_now,
+    ) -> None:
+        self._engine = engine
+        self._ctx = st.build_context(
+            engine.dialect.name,
+            kek_ring,
+            layout or OwnedTable(),
+            cohort_columns,
+            notify_channel,
+            clock,
+        )
+        self._listeners: list[RevocationListener] = []
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def load_secret(self, user_id: str) -> bytes | None:
+        return self._run(plans.load(self._ctx, user_id))
+
+    def load(self, user_id: str) -> UserKey | None:
+        secret = self.load_secret(user_id)
+        return UserKey(secret) if secret is not None else None
+
+    def ensure(self, user_id: str) -> UserKey:
+        secret = self.load_secret(user_id)  # read-only fast path: no write lock
+        if secret is None:
+            secret = self._run(plans.ensure(self._ctx, user_id))
+        return UserKey(secret)
+
+    def revoke(
+        self, user_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> RevocationResult:
+        return self._revoked(plans.revoke_user(self._ctx, user_id, actor=actor, reason=reason))
+
+    def revoke_many(
+        self,
+        user_ids: Iterable[str],
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        dry_run: bool = False,
+    ) -> RevocationResult:
+        job = plans.revoke_many(self._ctx, user_ids, actor=actor, reason=reason, dry_run=dry_run)
+        return self._revoked(job)
+
+    def revoke_cohort(
+        self,
+        cohort: Cohort,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        dry_run: bool = False,
+    ) -> RevocationResult:
+        job = plans.revoke_cohort(self._ctx, cohort, actor=actor, reason=reason, dry_run=dry_run)
+        return self._revoked(job)
+
+    def audit_log(self, *, limit: int = 100) -> list[AuditRecord]:
+        return self._run(plans.audit_log(self._ctx, limit))
+
+    def add_listener(self, listener: RevocationListener) -> None:
+        self._listeners.append(listener)
+
+    def _revoked(self, job: plans.Job[RevocationResult]) -> RevocationResult:
+        result = self._run(job)  # committed when this returns
+        rv.announce(self._listeners, result)
+        return result
+
+    def _run(self, job: plans.Job[T]) -> T:
+        """Drive a plan on one connection; commit write jobs, roll back everything else."""
+        try:
+            with self._engine.connect() as conn:
+                if job.write and job.begin is not None:
+                    conn.exec_driver_sql(job.begin)
+                plan = job.plan
+                try:
+                    op = next(plan)
+                    while True:
+                        op = plan.send(_execute(conn, op))
+                except StopIteration as stop:
+                    value = cast(T, stop.value)
+                if job.write:
+                    conn.commit()
+                return value  # leaving the block rolls back a read transaction
+        except (DBAPIError, PoolTimeoutError) as exc:
+            raise BackendError("secret store unavailable") from exc
+
+
+if TYPE_CHECKING:  # mypy proves the class keeps the protocol's shape
+
+    def _is_store(store: SqlSecretStore) -> SecretStore:
+        return store

@@ -1,0 +1,160 @@
+"""The SQL secret store for asyncio: ``sqlite+aiosqlite`` and ``postgresql+psycopg``.
+
+Same layouts, transactions, audit, NOTIFY and errors as :mod:`sjti.stores.sql`, from the
+same statements and plans (:mod:`sjti.stores._plans`); only the driving is async::
+
+    engine = create_async_engine("postgresql+psycopg://app@db/app")
+    await upgrade_async(engine)
+    store = AsyncSqlSecretStore(engine, ring, notify_channel="sjti_revocations")
+    key = await store.ensure("user-1")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar, cast
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from .._core.binding import UserKey
+from .._core.wrapping import KekRing
+from ..errors import BackendError
+from . import _plans as plans
+from . import _revocation as rv
+from . import _statements as st
+from .base import (
+    AsyncSecretStore,
+    AuditRecord,
+    Cohort,
+    RevocationListener,
+    RevocationResult,
+)
+from .layouts import CohortColumns, Layout, OwnedTable
+from .migrations import add_secret_columns_async, upgrade_async
+
+__all__ = ["AsyncSqlSecretStore", "add_secret_columns_async", "upgrade_async"]
+
+T = TypeVar("T")
+
+
+async def _execute(conn: AsyncConnection, op: plans.Op) -> plans.Rows:
+    if isinstance(op, plans.Fetch):
+        return (await conn.execute(op.statement)).mappings().all()
+    if op.params is None:
+        await conn.execute(op.statement)
+    else:
+        await conn.execute(op.statement, list(op.params))  # executemany
+    return ()
+
+
+class AsyncSqlSecretStore:
+    """Implements :class:`sjti.stores.base.AsyncSecretStore` on an :class:`AsyncEngine`.
+
+    Listeners are called synchronously after the commit: keep them quick (e.g. hand the
+    ids to a queue).
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        kek_ring: KekRing,
+        layout: Layout | None = None,
+        *,
+        cohort_columns: CohortColumns | None = None,
+        notify_channel: str | None = None,
+        clock: Callable[[], datetime] = rv.utc_now,
+    ) -> None:
+        self._engine = engine
+        self._ctx = st.build_context(
+            engine.dialect.name,
+            kek_ring,
+            layout or OwnedTable(),
+            cohort_columns,
+            notify_channel,
+            clock,
+        )
+        self._listeners: list[RevocationListener] = []
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def load_secret(self, user_id: str) -> bytes | None:
+        return await self._run(plans.load(self._ctx, user_id))
+
+    async def load(self, user_id: str) -> UserKey | None:
+        secret = await self.load_secret(user_id)
+        return UserKey(secret) if secret is not None else None
+
+    async def ensure(self, user_id: str) -> UserKey:
+        secret = await self.load_secret(user_id)  # read-only fast path: no write lock
+        if secret is None:
+            secret = await self._run(plans.ensure(self._ctx, user_id))
+        return UserKey(secret)
+
+    async def revoke(
+        self, user_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> RevocationResult:
+        job = plans.revoke_user(self._ctx, user_id, actor=actor, reason=reason)
+        return await self._revoked(job)
+
+    async def revoke_many(
+        self,
+        user_ids: Iterable[str],
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        dry_run: bool = False,
+    ) -> RevocationResult:
+        job = plans.revoke_many(self._ctx, user_ids, actor=actor, reason=reason, dry_run=dry_run)
+        return await self._revoked(job)
+
+    async def revoke_cohort(
+        self,
+        cohort: Cohort,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        dry_run: bool = False,
+    ) -> RevocationResult:
+        job = plans.revoke_cohort(self._ctx, cohort, actor=actor, reason=reason, dry_run=dry_run)
+        return await self._revoked(job)
+
+    async def audit_log(self, *, limit: int = 100) -> list[AuditRecord]:
+        return await self._run(plans.audit_log(self._ctx, limit))
+
+    def add_listener(self, listener: RevocationListener) -> None:
+        self._listeners.append(listener)
+
+    async def _revoked(self, job: plans.Job[RevocationResult]) -> RevocationResult:
+        result = await self._run(job)  # committed when this returns
+        rv.announce(self._listeners, result)
+        return result
+
+    async def _run(self, job: plans.Job[T]) -> T:
+        """Drive a plan on one connection; commit write jobs, roll back everything else."""
+        try:
+            async with self._engine.connect() as conn:
+                if job.write and job.begin is not None:
+                    await conn.exec_driver_sql(job.begin)
+                plan = job.plan
+                try:
+                    op = next(plan)
+                    while True:
+                        op = plan.send(await _execute(conn, op))
+                except StopIteration as stop:
+                    value = cast(T, stop.value)
+                if job.write:
+                    await conn.commit()
+                return value  # leaving the block rolls back a read transaction
+        except (DBAPIError, PoolTimeoutError) as exc:
+            raise BackendError("secret store unavailable") from exc
+
+
+if TYPE_CHECKING:  # mypy proves the class keeps the protocol's shape
+
+    def _is_store(store: AsyncSqlSecretStore) -> AsyncSecretStore:
+        return store
