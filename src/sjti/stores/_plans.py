@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Executable, RowMapping
+from sqlalchemy.exc import DBAPIError
 
 from .._core.invalidation import encode_invalidation
 from . import _revocation as rv
@@ -243,3 +244,9 @@ def audit_log(ctx: st.Context, limit: int) -> Job[list[AuditRecord]]:
         ]
 
     return _read(plan())
+
+
+def driver_error(exc: Exception) -> BaseException | None:
+    """The DBAPI error behind a SQLAlchemy one, to chain instead of it: SQLAlchemy's message
+    lists the statement's parameters (wrapped secrets among them)."""
+    return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else None

@@ -179,7 +179,9 @@ class SqlSecretStore:
                     conn.commit()
                 return value  # leaving the block rolls back a read transaction
         except (DBAPIError, PoolTimeoutError) as exc:
-            raise BackendError("secret store unavailable") from exc
+            # Chain the driver's error, not SQLAlchemy's wrapper: the wrapper's message
+            # lists the statement's parameters, which include wrapped secrets.
+            raise BackendError("secret store unavailable") from plans.driver_error(exc)
 
 
 if TYPE_CHECKING:  # mypy proves the class keeps the protocol's shape
