@@ -109,7 +109,7 @@ class CrashablePostgres:
 
     def _pg(self, *args: str) -> None:
         subprocess.run(  # noqa: S603 - fixed argv; runuser found on PATH
-            ["runuser", "-u", "postgres", "--", *args],
+            ["runuser", "-u", "postgres", "--", *args],  # noqa: S607 - runuser from PATH
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
