@@ -63,3 +63,22 @@ def test_keys_new_unknown_algorithm_is_exit_1() -> None:
     result = runner.invoke(app, ["keys", "new", "--out", "/nonexistent/x", "--alg", "none"])
     assert result.exit_code == 1
     assert "not supported" in result.output
+
+
+def test_db_upgrade_creates_tables_once_and_is_idempotent(tmp_path: Path) -> None:
+    """`sjti db upgrade` replaces hand-run SQL: first run migrates, second changes nothing."""
+    url = f"sqlite:///{tmp_path / 'sjti.db'}"
+    first = runner.invoke(app, ["db", "upgrade", "--database-url", url])
+    second = runner.invoke(app, ["db", "upgrade"], env={"SJTI_DATABASE_URL": url})
+    assert first.exit_code == 0, first.output
+    assert "secrets:sjti_user_secrets v1" in first.output
+    assert second.exit_code == 0, second.output
+    assert "schema already up to date" in second.output
+
+
+def test_db_upgrade_with_a_bad_url_is_exit_1_without_traceback() -> None:
+    """A typo in the URL is a clear one-line error."""
+    result = runner.invoke(app, ["db", "upgrade", "--database-url", "nope://"])
+    assert result.exit_code == 1
+    assert "cannot use this database URL" in result.output
+    assert "Traceback" not in result.output

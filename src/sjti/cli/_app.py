@@ -25,6 +25,17 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Application signing keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+db_app = typer.Typer(help="The secret store's database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+DatabaseUrl = Annotated[
+    str,
+    typer.Option(
+        "--database-url",
+        envvar="SJTI_DATABASE_URL",
+        help="SQLAlchemy URL (sqlite:///sjti.db, postgresql+psycopg://user@host/db).",
+    ),
+]
 console = Console()
 err_console = Console(stderr=True)
 
@@ -115,3 +126,27 @@ def keys_jwks(
     except SjtiError as exc:
         raise _fail(str(exc)) from None
     typer.echo(json.dumps(keyset.to_jwks(), indent=2))
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = "sqlite:///sjti.db") -> None:
+    """Create or upgrade sjti's tables (idempotent; safe when several processes race)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from ..stores.sql import schema_versions, upgrade
+
+    try:
+        engine = create_engine(database_url)
+    except (ArgumentError, ImportError) as exc:
+        raise _fail(f"cannot use this database URL: {type(exc).__name__}") from None
+    try:
+        applied = upgrade(engine)
+        versions = schema_versions(engine)
+    except (SQLAlchemyError, SjtiError) as exc:
+        raise _fail(f"database unavailable: {type(exc).__name__}") from None
+    finally:
+        engine.dispose()
+    for line in applied or ["schema already up to date"]:
+        console.print(line)
+    console.print(", ".join(f"{table} v{version}" for table, version in sorted(versions.items())))
