@@ -12,17 +12,13 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from sjti import KekRing, UserKey, WrappedSecret
+from sjti import KekRing, WrappedSecret
 from sjti.stores import (
     AsyncMemorySecretStore,
     AsyncSecretStore,
-    AuditRecord,
-    Cohort,
     MemorySecretStore,
-    RevocationListener,
-    RevocationResult,
-    SecretStore,
 )
+from sjti.stores.memory import SyncStoreAsAsync
 from sjti.stores.sql import (
     AppUsersTable,
     CohortColumns,
@@ -51,51 +47,8 @@ class Clock:
         return self.now
 
 
-class AsAsync:
-    """A sync store behind the async interface, so one suite covers sync and async."""
-
-    def __init__(self, store: SecretStore) -> None:
-        self.sync = store
-
-    async def load(self, user_id: str) -> UserKey | None:
-        return self.sync.load(user_id)
-
-    async def load_secret(self, user_id: str) -> bytes | None:
-        return self.sync.load_secret(user_id)
-
-    async def ensure(self, user_id: str) -> UserKey:
-        return self.sync.ensure(user_id)
-
-    async def revoke(
-        self, user_id: str, *, actor: str | None = None, reason: str | None = None
-    ) -> RevocationResult:
-        return self.sync.revoke(user_id, actor=actor, reason=reason)
-
-    async def revoke_many(
-        self,
-        user_ids: Iterable[str],
-        *,
-        actor: str | None = None,
-        reason: str | None = None,
-        dry_run: bool = False,
-    ) -> RevocationResult:
-        return self.sync.revoke_many(user_ids, actor=actor, reason=reason, dry_run=dry_run)
-
-    async def revoke_cohort(
-        self,
-        cohort: Cohort,
-        *,
-        actor: str | None = None,
-        reason: str | None = None,
-        dry_run: bool = False,
-    ) -> RevocationResult:
-        return self.sync.revoke_cohort(cohort, actor=actor, reason=reason, dry_run=dry_run)
-
-    async def audit_log(self, *, limit: int = 100) -> list[AuditRecord]:
-        return self.sync.audit_log(limit=limit)
-
-    def add_listener(self, listener: RevocationListener) -> None:
-        self.sync.add_listener(listener)
+# A sync store behind the async interface, so one suite covers sync and async.
+AsAsync = SyncStoreAsAsync
 
 
 class Harness(Protocol):

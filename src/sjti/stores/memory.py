@@ -183,16 +183,12 @@ class MemorySecretStore:
         return user is not None and user.wrapped is not None
 
 
-class AsyncMemorySecretStore:
-    """:class:`MemorySecretStore` behind the async interface (no I/O, so no awaiting).
+class SyncStoreAsAsync:
+    """Any synchronous store behind the async interface. Each call runs inline: right for
+    stores without I/O (memory); an I/O-bound store wants its own async implementation."""
 
-    ``sync`` is the wrapped store, for :meth:`MemorySecretStore.add_user` and inspection.
-    """
-
-    def __init__(
-        self, kek_ring: KekRing | None = None, *, clock: Callable[[], datetime] = rv.utc_now
-    ) -> None:
-        self.sync = MemorySecretStore(kek_ring, clock=clock)
+    def __init__(self, store: SecretStore) -> None:
+        self.sync = store
 
     async def load(self, user_id: str) -> UserKey | None:
         return self.sync.load(user_id)
@@ -233,6 +229,20 @@ class AsyncMemorySecretStore:
 
     def add_listener(self, listener: RevocationListener) -> None:
         self.sync.add_listener(listener)
+
+
+class AsyncMemorySecretStore(SyncStoreAsAsync):
+    """:class:`MemorySecretStore` behind the async interface (no I/O, so no awaiting).
+
+    ``sync`` is the wrapped store, for :meth:`MemorySecretStore.add_user` and inspection.
+    """
+
+    sync: MemorySecretStore
+
+    def __init__(
+        self, kek_ring: KekRing | None = None, *, clock: Callable[[], datetime] = rv.utc_now
+    ) -> None:
+        super().__init__(MemorySecretStore(kek_ring, clock=clock))
 
 
 def _selects(cohort: Cohort, user_id: str, user: MemoryUser) -> bool:
