@@ -18,7 +18,6 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
 
 from sqlalchemy import create_engine
 
@@ -40,11 +39,7 @@ def main() -> int:
     cache = KeyCache(max_age=float(env.get("SJTI_NODE_MAX_AGE", "60")))
     bus = RedisBus(cache, env["SJTI_NODE_REDIS_URL"], health_check_interval=0.5).start()
     bus.wait_connected(10)
-
-    def publish(user_ids: Sequence[str] | None) -> None:
-        bus.publish(user_ids)  # after each commit; raises BackendError if Redis is down
-
-    store.add_listener(publish)
+    store.add_listener(bus.publish)  # after each commit; raises BackendError if Redis is down
     keys = CachedKeys(store, cache=cache)
     issuer = Issuer(app_key, issuer=ISSUER, audience=AUDIENCE)
     verifier = UserVerifier(

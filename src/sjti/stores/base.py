@@ -47,7 +47,7 @@ MAX_LISTED_IDS: Final = 10_000
 
 # Called after a revocation committed, with the ids whose keys changed. ``None`` means
 # "too many to list: drop everything" (more than MAX_LISTED_IDS ids).
-RevocationListener = Callable[[Sequence[str] | None], None]
+RevocationListener = Callable[[Sequence[str] | None], object]
 
 
 class UnknownUserError(SjtiError):
