@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import sjti.bench._cli
-from sjti import Issuer, SigningKey, UserKey
+import sjti.bench.multinode
+from sjti import Issuer, Kek, KekRing, SigningKey, UserKey
 from sjti.bench import (
     BenchResult,
     Case,
     CaseError,
     Ratio,
     Row,
+    _backends,
     compute_ratios,
     expect_claims,
     main,
     minimal_verify,
     precheck,
 )
+from sjti.bench._cases import make_fixture
+from sjti.bench._report import render, render_markdown
+from sjti.bench._result import Measure
+from sjti.cache import CachedKeys, KeyCache
 
 ISSUER = "https://auth.example.com"
 AUDIENCE = "https://api.example.com"
@@ -31,6 +40,8 @@ ROWS = (
     "sjti.issue.HS256",
     "sjti.verify_boundary.HS256",
     "sjti.verify_full.HS256",
+    "sjti.verify_full_cached.HS256",
+    "sjti.verify_full_sqlite.HS256",
     "sjti.verify_boundary.EdDSA",
     "sjti.verify_boundary.ES256",
     "sjti.verify_boundary.RS256",
@@ -43,20 +54,41 @@ ROWS = (
         for op in ("decode", "encode")
     ),
 )
+# Rows that need PostgreSQL (and Redis, for the propagation rows).
+SERVICE_ROWS = (
+    "sjti.verify_full_postgres.HS256",
+    "sjti.revoke_propagation_p50_ms",
+    "sjti.revoke_propagation_p99_ms",
+)
+MS_ROWS = ("sjti.revoke_propagation_p50_ms", "sjti.revoke_propagation_p99_ms")
 RATIOS = (
     "boundary_hs256_vs_fastest_peer_decode",
     "full_hs256_vs_fastest_peer_decode",
     "issue_hs256_vs_fastest_peer_encode",
     "boundary_eddsa_vs_ed25519_floor",
+    "full_cached_hs256_vs_key_in_hand",
 )
+PROPAGATION_RATIO = "revoke_propagation_p99"
+
+
+def _run_json(path: Path, *argv: str) -> tuple[int, dict[str, Any]]:
+    code = main(["--quick", "--json", str(path), *argv])
+    return code, json.loads(path.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any]]:
-    """One quick bench for the module: the exit code and the JSON it wrote."""
-    path = tmp_path_factory.mktemp("bench") / "b.json"
-    code = main(["--quick", "--json", str(path)])
-    return code, json.loads(path.read_text(encoding="utf-8"))
+    """One quick bench without services: the exit code and the JSON it wrote."""
+    return _run_json(tmp_path_factory.mktemp("bench") / "b.json", "--no-services")
+
+
+@pytest.fixture(scope="module")
+def service_run(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server_url: str, redis_url: str
+) -> tuple[int, dict[str, Any]]:
+    """One quick bench with PostgreSQL and Redis (the test session's, found by conftest)."""
+    path = tmp_path_factory.mktemp("bench") / "s.json"
+    return _run_json(path, "--postgres-url", postgres_server_url, "--redis-url", redis_url)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +106,79 @@ def test_quick_run_exits_zero_and_reports_every_row(quick_run: tuple[int, dict[s
     assert code == 0
     assert set(ROWS) <= set(names)
     assert len(names) == len(set(names))
+
+
+def test_no_services_leaves_out_the_service_rows(quick_run: tuple[int, dict[str, Any]]) -> None:
+    """--no-services: no PostgreSQL or propagation rows, no ms units, the p99 target n/a."""
+    _, document = quick_run
+    names = {row["name"] for row in document["rows"]}
+    assert not names & set(SERVICE_ROWS)
+    assert document["units"] == {}
+    assert document["propagation"] is None
+    assert (document["params"]["postgres"], document["params"]["redis"]) == (None, None)
+    p99 = document["ratios"][PROPAGATION_RATIO]
+    assert (p99["value"], p99["pass"], p99["unit"]) == (None, None, "ms")
+
+
+@pytest.mark.service
+def test_service_run_reports_the_service_rows(service_run: tuple[int, dict[str, Any]]) -> None:
+    """With PostgreSQL and Redis answering, every row is there, none skipped."""
+    code, document = service_run
+    names = [row["name"] for row in document["rows"]]
+    assert code == 0
+    assert set(ROWS) | set(SERVICE_ROWS) <= set(names)
+    assert len(names) == len(set(names))
+    assert not [note for note in document["notes"] if "skipped" in note and "sjti." in note]
+    assert all(set(row) == {"name", "ns_per_op"} for row in document["rows"])
+    for row in document["rows"]:
+        assert type(row["ns_per_op"]) is float
+        assert math.isfinite(row["ns_per_op"])
+        assert row["ns_per_op"] > 0
+
+
+@pytest.mark.service
+def test_service_run_says_the_propagation_rows_are_milliseconds(
+    service_run: tuple[int, dict[str, Any]],
+) -> None:
+    """The ms rows share the {name, ns_per_op} shape; "units" says what they hold."""
+    _, document = service_run
+    values = {row["name"]: row["ns_per_op"] for row in document["rows"]}
+    assert document["units"] == dict.fromkeys(MS_ROWS, "ms")
+    assert set(MS_ROWS) <= set(values)
+    assert set(MS_ROWS).isdisjoint(document["stats"])  # not a per-op timing
+    assert values["sjti.revoke_propagation_p50_ms"] <= values["sjti.revoke_propagation_p99_ms"]
+    details = document["propagation"]
+    assert details["nodes"] == 3
+    assert details["revocations"] == 20  # the --quick count
+    assert details["accepted_after_window"] == 0
+    assert details["outcomes"] == {"done": 20}
+    assert details["p99_ms"] == values["sjti.revoke_propagation_p99_ms"]
+
+
+@pytest.mark.service
+def test_service_run_computes_the_new_targets(service_run: tuple[int, dict[str, Any]]) -> None:
+    """Cache hit vs key in hand (x) and propagation p99 (ms): both get a value and a verdict."""
+    _, document = service_run
+    ratios = document["ratios"]
+    cached = ratios["full_cached_hs256_vs_key_in_hand"]
+    assert (cached["baseline"], cached["op"], cached["target"]) == (
+        "sjti.verify_full.HS256",
+        "<=",
+        1.2,
+    )
+    p99 = ratios[PROPAGATION_RATIO]
+    assert (p99["subject"], p99["baseline"], p99["unit"], p99["target"]) == (
+        "sjti.revoke_propagation_p99_ms",
+        None,
+        "ms",
+        50.0,
+    )
+    for ratio in (cached, p99):
+        assert math.isfinite(ratio["value"])
+        assert ratio["value"] > 0
+        assert type(ratio["pass"]) is bool
+    assert document["params"]["postgres"] is not None
+    assert document["params"]["redis"] is not None
 
 
 def test_json_rows_keep_their_shape(quick_run: tuple[int, dict[str, Any]]) -> None:
@@ -257,9 +362,153 @@ def test_precheck_refuses_a_result_its_check_cannot_read() -> None:
 def test_markdown_page_carries_the_table_and_how_to_regenerate_it(tmp_path: Path) -> None:
     """docs/benchmark.md is generated, never typed: it must say which command made it."""
     page = tmp_path / "benchmark.md"
-    code = main(["--quick", "--rounds", "1", "--target-ms", "0.5", "--markdown", str(page)])
+    argv = ["--quick", "--rounds", "1", "--target-ms", "0.5", "--no-services"]
+    code = main([*argv, "--markdown", str(page)])
     text = page.read_text(encoding="utf-8")
     assert code == 0
     assert "sjti bench --markdown docs/benchmark.md" in text
     assert "sjti.verify_boundary.HS256" in text
     assert text.count("```") == 2
+
+
+# ---------------------------------------------------------------------------------------
+# the store and propagation rows cannot post a number for a broken setup
+
+
+def _sqlite_store(tmp_path: Path) -> Any:
+    import sqlalchemy as sa
+
+    from sjti.stores.sql import SqlSecretStore, upgrade
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'bench.db'}")
+    upgrade(engine)
+    return SqlSecretStore(engine, KekRing([Kek.generate("test")]))
+
+
+def test_precheck_refuses_a_cache_the_store_does_not_invalidate(tmp_path: Path) -> None:
+    """A cache that kept a revoked user's key would be fast and wrong: never timed."""
+    fx = make_fixture()
+    store = _sqlite_store(tmp_path)
+    cached = CachedKeys(store, cache=KeyCache(trusted=True))  # no listener
+    prepared = _backends._prepare(fx, store, warm=(cached.get,))
+    _, case = _backends._verify_case("stale", fx, prepared, cached.get)
+    with pytest.raises(CaseError, match="stale: accepted the token of a revoked user"):
+        precheck(case)
+    store.engine.dispose()
+
+
+def test_store_cases_pass_their_precheck() -> None:
+    """The cache-hit and SQLite cases as the bench builds them are honest."""
+    fx = make_fixture()
+    with contextlib.ExitStack() as stack:
+        cases = _backends._sqlite_cases(fx, stack)
+        assert [c.name for c in cases] == [_backends.CACHED, _backends.SQLITE]
+        for case in cases:
+            precheck(case)
+
+
+class _FakeNode:
+    """Answers like a node of sjti.bench._node, with a chosen bug."""
+
+    def __init__(self, accepts: str) -> None:
+        self.accepts = accepts  # "never", "always" or "until-revoked"
+        self.revoked: set[str] = set()
+        self.peers: list[_FakeNode] = []
+
+    def ask(self, command: str) -> str:
+        verb, _, argument = command.partition(" ")
+        if verb == "issue":
+            return f"token-for-{argument}"
+        if verb == "revoke":
+            for node in self.peers:
+                node.revoked.add(f"token-for-{argument}")
+            return "done"
+        if self.accepts == "never" or (self.accepts != "always" and argument in self.revoked):
+            return "revoked"
+        return "accepted"
+
+    def close(self) -> None:
+        pass
+
+
+def _fake_cluster(monkeypatch: pytest.MonkeyPatch, accepts: str) -> None:
+    @contextlib.contextmanager
+    def cluster(database_url: str, redis_url: str, *, nodes: int = 3) -> Iterator[list[Any]]:
+        made = [_FakeNode(accepts) for _ in range(nodes)]
+        made[0].peers = made[1:]
+        yield made
+
+    monkeypatch.setattr(sjti.bench.multinode, "cluster", cluster)
+    monkeypatch.setattr(_backends, "DEADLINE_S", 0.05)
+
+
+def test_propagation_of_honest_nodes_is_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_cluster(monkeypatch, "until-revoked")
+    outcome = _backends.measure_revocation("db", "redis", 5)
+    assert not isinstance(outcome, str)
+    measures, details = outcome
+    assert [m.name for m in measures] == list(MS_ROWS)
+    assert all(m.unit == "ms" for m in measures)
+    assert (details["revocations"], details["outcomes"]) == (5, {"done": 5})
+
+
+@pytest.mark.parametrize(
+    ("accepts", "problem"),
+    [
+        ("never", "refused a valid token before its revocation"),
+        ("always", "still accepted a revoked token"),
+    ],
+)
+def test_propagation_refuses_nodes_that_misbehave(
+    monkeypatch: pytest.MonkeyPatch, accepts: str, problem: str
+) -> None:
+    """Nodes refusing everything would post ~0 ms; nodes never refusing, the deadline."""
+    _fake_cluster(monkeypatch, accepts)
+    with pytest.raises(CaseError, match=problem):
+        _backends.measure_revocation("db", "redis", 5)
+
+
+def _result_with_measures() -> BenchResult:
+    base = _fake_result(4.0)
+    measures = (
+        Measure("sjti.revoke_propagation_p50_ms", 1.5, "ms", "median"),
+        Measure("sjti.revoke_propagation_p99_ms", 3.25, "ms", "99th percentile"),
+    )
+    p99 = Ratio(
+        PROPAGATION_RATIO, "p99", "sjti.revoke_propagation_p99_ms", None, 3.25, "<=", 50.0, "ms"
+    )
+    return BenchResult(
+        rows=base.rows,
+        ratios=(*base.ratios, p99),
+        machine=base.machine,
+        versions=base.versions,
+        notes=base.notes,
+        params=base.params,
+        measures=measures,
+        propagation={"nodes": 3, "revocations": 20},
+    )
+
+
+def test_measures_keep_the_row_shape_and_say_their_unit() -> None:
+    document = _result_with_measures().to_json()
+    assert document["rows"][-2:] == [
+        {"name": "sjti.revoke_propagation_p50_ms", "ns_per_op": 1.5},
+        {"name": "sjti.revoke_propagation_p99_ms", "ns_per_op": 3.25},
+    ]
+    assert document["units"] == dict.fromkeys(MS_ROWS, "ms")
+    assert set(document["stats"]) == {"sjti.verify_boundary.HS256", "pyjwt.decode.HS256"}
+    assert document["ratios"][PROPAGATION_RATIO]["pass"] is True
+
+
+@pytest.mark.parametrize("plain", [True, False])
+def test_report_shows_measures_in_their_own_section(plain: bool) -> None:
+    """Milliseconds never land in the ns/op table; the section says they are ms."""
+    out = io.StringIO()
+    render(_result_with_measures(), out, plain=plain)
+    text = out.getvalue()
+    table, _, rest = text.partition("revocation across nodes")
+    assert "sjti.revoke_propagation" not in table
+    assert "3.25 ms" in rest
+    assert "milliseconds" in rest
+    assert "≤ 50 ms" in rest
+    assert "sjti.revoke_propagation_p99_ms" in render_markdown(_result_with_measures())

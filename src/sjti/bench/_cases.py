@@ -16,7 +16,7 @@ import importlib
 import json
 import secrets
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -506,8 +506,12 @@ PEERS: Final[tuple[tuple[str, str, Callable[[Fixture], list[Case]]], ...]] = (
 )
 
 
-def build_cases(fx: Fixture) -> tuple[list[Case], list[str]]:
-    """Every case, in display order, and notes on the peers that could not be loaded."""
+def build_cases(fx: Fixture, stored: Sequence[Case] = ()) -> tuple[list[Case], list[str]]:
+    """Every case, in display order, and notes on the peers that could not be loaded.
+
+    ``stored``: the cases that fetch the user key from a cache or a store
+    (:mod:`sjti.bench._backends`), shown right after ``sjti.verify_full.HS256``.
+    """
     notes: list[str] = []
     peers: list[Case] = []
     for label, dist, builder in PEERS:
@@ -519,7 +523,7 @@ def build_cases(fx: Fixture) -> tuple[list[Case], list[str]]:
     minimal, mac, ed25519_floor = _floor_cases(fx)
     eddsa, *other_asymmetric = _asymmetric_cases(fx)
     cases = [
-        *(boundary, full),
+        *(boundary, full, *stored),
         *(c for c in peers if c.kind == "verify"),
         *(minimal, mac, issue),
         *(c for c in peers if c.kind == "sign"),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
+from ._backends import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL, POSTGRES_ENV, REDIS_ENV, redact
 from ._cases import CaseError
 from ._report import render, render_markdown
-from ._run import FULL, QUICK, run
+from ._run import FULL, QUICK, REVOCATIONS, run
 
 __all__ = ["main"]
 
@@ -47,6 +49,36 @@ def _parser() -> argparse.ArgumentParser:
         default="median",
         help="how rounds become one ns/op (default: median)",
     )
+    services = parser.add_argument_group(
+        "services",
+        "PostgreSQL adds sjti.verify_full_postgres.HS256 (in a scratch database the bench "
+        "creates and drops); PostgreSQL and Redis together add revocation across three node "
+        "processes. A service that does not answer is skipped with a note.",
+    )
+    postgres_default = os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL)
+    redis_default = os.environ.get(REDIS_ENV, DEFAULT_REDIS_URL)
+    services.add_argument(
+        "--postgres-url",
+        metavar="URL",
+        default=postgres_default,
+        help=f"PostgreSQL server (env {POSTGRES_ENV}; now {redact(postgres_default)})",
+    )
+    services.add_argument(
+        "--redis-url",
+        metavar="URL",
+        default=redis_default,
+        help=f"Redis server (env {REDIS_ENV}; now {redact(redis_default)})",
+    )
+    services.add_argument(
+        "--no-services", action="store_true", help="skip everything that needs PostgreSQL or Redis"
+    )
+    services.add_argument(
+        "--revocations",
+        type=int,
+        metavar="N",
+        help=f"revocations timed across nodes (default {REVOCATIONS[1]}, "
+        f"{REVOCATIONS[0]} with --quick)",
+    )
     return parser
 
 
@@ -54,7 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the bench, print the table, write JSON if asked; 1 on a refused case or ``--check``."""
     args = _parser().parse_args(argv)
     try:
-        result = run(args.quick, rounds=args.rounds, target_ms=args.target_ms, stat=args.stat)
+        result = run(
+            args.quick,
+            rounds=args.rounds,
+            target_ms=args.target_ms,
+            stat=args.stat,
+            postgres_url=None if args.no_services else args.postgres_url,
+            redis_url=None if args.no_services else args.redis_url,
+            revocations=args.revocations,
+        )
     except (CaseError, ValueError) as exc:
         print(f"sjti bench: {exc}", file=sys.stderr)
         return 1

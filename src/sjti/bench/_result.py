@@ -6,13 +6,14 @@ import importlib.metadata
 import os
 import platform
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from ._cases import PEERS, Group, Kind
 
 __all__ = [
     "BenchResult",
+    "Measure",
     "Ratio",
     "Row",
     "compute_ratios",
@@ -25,6 +26,9 @@ _DISTRIBUTIONS: Final = (
     "cryptography",
     "orjson",
     "pybase64",
+    "SQLAlchemy",
+    "psycopg",
+    "redis",
     *(dist for _, dist, _ in PEERS),
     "rich",
 )
@@ -54,12 +58,28 @@ class Row:
 
 
 @dataclass(frozen=True, slots=True)
+class Measure:
+    """A row that is not a per-op timing: one value in ``unit``, measured once.
+
+    The revocation propagation percentiles (milliseconds) are such rows: the JSON keeps
+    them in ``rows`` (value in the ``ns_per_op`` field) and says their unit in ``units``.
+    """
+
+    name: str
+    value: float
+    unit: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ratio:
     """A target from the issue, and whether this run met it.
 
     For ``op == ">="`` the value is how many times faster ``subject`` is than ``baseline``
     (baseline time / subject time); for ``"<="`` it is subject time / baseline time.
-    ``value`` is ``None`` when a row is missing (e.g. no peer installed).
+    With no baseline (``unit`` other than ``"x"``) the value is the subject row's own
+    value, in ``unit`` (e.g. a p99 in ms against a bound in ms).
+    ``value`` is ``None`` when a row is missing (e.g. no peer installed, no services).
     """
 
     name: str
@@ -69,6 +89,7 @@ class Ratio:
     value: float | None
     op: Literal[">=", "<="]
     target: float
+    unit: str = "x"
 
     @property
     def passed(self) -> bool | None:
@@ -79,8 +100,11 @@ class Ratio:
 
 _PEER_DECODE: Final = tuple(f"{label}.decode.HS256" for label, _, _ in PEERS)
 _PEER_ENCODE: Final = tuple(f"{label}.encode.HS256" for label, _, _ in PEERS)
-# name, description, subject, candidate baselines (the fastest present one is used), op, target
-_TARGETS: Final[tuple[tuple[str, str, str, tuple[str, ...], Literal[">=", "<="], float], ...]] = (
+# name, description, subject, candidate baselines (the fastest present one is used; none:
+# an absolute bound on the subject's own value), op, target, unit
+_TARGETS: Final[
+    tuple[tuple[str, str, str, tuple[str, ...], Literal[">=", "<="], float, str], ...]
+] = (
     (
         "boundary_hs256_vs_fastest_peer_decode",
         "boundary HS256 vs fastest peer decode",
@@ -88,6 +112,7 @@ _TARGETS: Final[tuple[tuple[str, str, str, tuple[str, ...], Literal[">=", "<="],
         _PEER_DECODE,
         ">=",
         3.5,
+        "x",
     ),
     (
         "full_hs256_vs_fastest_peer_decode",
@@ -96,6 +121,7 @@ _TARGETS: Final[tuple[tuple[str, str, str, tuple[str, ...], Literal[">=", "<="],
         _PEER_DECODE,
         ">=",
         2.5,
+        "x",
     ),
     (
         "issue_hs256_vs_fastest_peer_encode",
@@ -104,6 +130,7 @@ _TARGETS: Final[tuple[tuple[str, str, str, tuple[str, ...], Literal[">=", "<="],
         _PEER_ENCODE,
         ">=",
         2.0,
+        "x",
     ),
     (
         "boundary_eddsa_vs_ed25519_floor",
@@ -112,21 +139,45 @@ _TARGETS: Final[tuple[tuple[str, str, str, tuple[str, ...], Literal[">=", "<="],
         ("floor.ed25519_verify",),
         "<=",
         1.1,
+        "x",
+    ),
+    (
+        "full_cached_hs256_vs_key_in_hand",
+        "full HS256, user key from a cache hit vs key in hand",
+        "sjti.verify_full_cached.HS256",
+        ("sjti.verify_full.HS256",),
+        "<=",
+        1.2,
+        "x",
+    ),
+    (
+        "revoke_propagation_p99",
+        "revocation reaches every other node, p99",
+        "sjti.revoke_propagation_p99_ms",
+        (),
+        "<=",
+        50.0,
+        "ms",
     ),
 )
 
 
-def compute_ratios(ns_per_op: Mapping[str, float]) -> tuple[Ratio, ...]:
-    """The issue's targets, evaluated on ``{row name: ns/op}``."""
+def compute_ratios(values: Mapping[str, float]) -> tuple[Ratio, ...]:
+    """The issue's targets, evaluated on ``{row name: value}`` (ns/op for timed rows, the
+    row's own unit for :class:`Measure` rows)."""
     ratios = []
-    for name, description, subject, candidates, op, target in _TARGETS:
-        present = [c for c in candidates if c in ns_per_op]
-        baseline = min(present, key=ns_per_op.__getitem__) if present else None
+    for name, description, subject, candidates, op, target, unit in _TARGETS:
         value: float | None = None
-        if baseline is not None and subject in ns_per_op:
-            base, mine = ns_per_op[baseline], ns_per_op[subject]
-            value = base / mine if op == ">=" else mine / base
-        ratios.append(Ratio(name, description, subject, baseline, value, op, target))
+        baseline: str | None = None
+        if not candidates:
+            value = values.get(subject)
+        else:
+            present = [c for c in candidates if c in values]
+            baseline = min(present, key=values.__getitem__) if present else None
+            if baseline is not None and subject in values:
+                base, mine = values[baseline], values[subject]
+                value = base / mine if op == ">=" else mine / base
+        ratios.append(Ratio(name, description, subject, baseline, value, op, target, unit))
     return tuple(ratios)
 
 
@@ -170,9 +221,18 @@ class BenchResult:
     versions: dict[str, str]
     notes: tuple[str, ...]
     params: dict[str, Any]
+    # Rows measured once, outside the interleaved loop (revocation propagation, in ms).
+    measures: tuple[Measure, ...] = ()
+    # How the measures were made (nodes, revocations, percentiles, outcomes), or None.
+    propagation: dict[str, Any] | None = field(default=None)
 
     def ns_per_op(self) -> dict[str, float]:
+        """The timed rows only: ``{name: ns/op}``."""
         return {row.name: row.ns_per_op for row in self.rows}
+
+    def values(self) -> dict[str, float]:
+        """Every row's reported value: ns/op for timed rows, ``unit`` for measures."""
+        return {**self.ns_per_op(), **{m.name: m.value for m in self.measures}}
 
     @property
     def missed(self) -> tuple[Ratio, ...]:
@@ -180,9 +240,18 @@ class BenchResult:
         return tuple(r for r in self.ratios if r.passed is False)
 
     def to_json(self) -> dict[str, Any]:
-        """``{"rows": [{"name", "ns_per_op"}], ...}``, with the rest as extra top-level keys."""
+        """``{"rows": [{"name", "ns_per_op"}], ...}``, with the rest as extra top-level keys.
+
+        A :class:`Measure` row keeps the same shape, its value (e.g. milliseconds) in the
+        ``ns_per_op`` field; ``units`` names the unit of every such row (rows it does not
+        list are nanoseconds per operation).
+        """
         return {
-            "rows": [{"name": row.name, "ns_per_op": float(row.ns_per_op)} for row in self.rows],
+            "rows": [
+                *({"name": row.name, "ns_per_op": float(row.ns_per_op)} for row in self.rows),
+                *({"name": m.name, "ns_per_op": float(m.value)} for m in self.measures),
+            ],
+            "units": {m.name: m.unit for m in self.measures},
             "ratios": {
                 r.name: {
                     "description": r.description,
@@ -191,6 +260,7 @@ class BenchResult:
                     "value": r.value,
                     "op": r.op,
                     "target": r.target,
+                    "unit": r.unit,
                     "pass": r.passed,
                 }
                 for r in self.ratios
@@ -210,4 +280,5 @@ class BenchResult:
             "versions": self.versions,
             "notes": list(self.notes),
             "params": self.params,
+            "propagation": self.propagation,
         }

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
+from ._backends import measure_revocation, open_backends
 from ._cases import CaseError, build_cases, make_fixture, precheck
-from ._result import BenchResult, Row, compute_ratios, library_versions, machine_info
+from ._result import BenchResult, Measure, Row, compute_ratios, library_versions, machine_info
 from ._timing import measure
 
-__all__ = ["FULL", "QUICK", "Stat", "run"]
+__all__ = ["FULL", "QUICK", "REVOCATIONS", "Stat", "run"]
 
 Stat = Literal["median", "min"]
 # (rounds, milliseconds per case per round)
 QUICK: Final = (5, 2.0)
 FULL: Final = (25, 20.0)
+# revocations timed across nodes: (quick, full)
+REVOCATIONS: Final = (20, 200)
 _OVERHEAD: Final = "(loop overhead)"
 
 
@@ -29,36 +33,64 @@ def run(
     target_ms: float | None = None,
     stat: Stat = "median",
     seed: int = 0,
+    postgres_url: str | None = None,
+    redis_url: str | None = None,
+    revocations: int | None = None,
 ) -> BenchResult:
     """Time every case; raise :class:`CaseError` if an sjti or floor case misbehaves.
 
     A peer case that misbehaves is left out with a note instead: a peer's behaviour may
     change between versions, and the bench should still report on sjti.
+
+    ``postgres_url`` (a server: the bench works in a scratch database it creates and
+    drops) adds ``sjti.verify_full_postgres.HS256``; with ``redis_url`` too, revocation
+    across three node processes is measured once after the timed loop (``revocations``
+    of them; 20 quick, 200 otherwise). ``None`` leaves a service out; a service that does
+    not answer is left out with a note.
     """
     default_rounds, default_ms = QUICK if quick else FULL
     rounds = rounds if rounds is not None else default_rounds
     target_ms = target_ms if target_ms is not None else default_ms
-    if rounds < 1 or target_ms <= 0:
-        raise ValueError("rounds and target_ms must be positive")
+    revocations = revocations if revocations is not None else REVOCATIONS[not quick]
+    if rounds < 1 or target_ms <= 0 or revocations < 1:
+        raise ValueError("rounds, target_ms and revocations must be positive")
 
-    cases, notes = build_cases(make_fixture())
-    timed = []
-    for case in cases:
-        try:
-            precheck(case)
-        except CaseError as exc:
-            if case.group != "peer":
-                raise
-            notes.append(f"not timed, failed its check: {exc}")
-            continue
-        timed.append(case)
+    with contextlib.ExitStack() as stack:  # closes engines, drops the scratch database
+        fx = make_fixture()
+        backend_notes: list[str] = []
+        backends = open_backends(
+            fx, stack, postgres_url=postgres_url, redis_url=redis_url, notes=backend_notes
+        )
+        cases, notes = build_cases(fx, backends.cases)
+        notes.extend(backend_notes)
+        timed = []
+        for case in cases:
+            try:
+                precheck(case)
+            except CaseError as exc:
+                if case.group != "peer":
+                    raise
+                notes.append(f"not timed, failed its check: {exc}")
+                continue
+            timed.append(case)
 
-    loops, samples = measure(
-        [*((c.name, c.fn) for c in timed), (_OVERHEAD, _nothing)],
-        rounds=rounds,
-        target_ns=round(target_ms * 1e6),
-        seed=seed,
-    )
+        loops, samples = measure(
+            [*((c.name, c.fn) for c in timed), (_OVERHEAD, _nothing)],
+            rounds=rounds,
+            target_ns=round(target_ms * 1e6),
+            seed=seed,
+        )
+
+        # Not a per-op timing: measured once, after the loop, outside the interleaving.
+        measures: tuple[Measure, ...] = ()
+        propagation: dict[str, Any] | None = None
+        if backends.database_url is not None and backends.redis_url is not None:
+            outcome = measure_revocation(backends.database_url, backends.redis_url, revocations)
+            if isinstance(outcome, str):
+                notes.append(outcome)
+            else:
+                measures, propagation = outcome
+
     pick = statistics.median if stat == "median" else min
     rows = tuple(
         Row(
@@ -74,9 +106,13 @@ def run(
         )
         for case in timed
     )
+    values = {
+        **{row.name: row.ns_per_op for row in rows},
+        **{m.name: m.value for m in measures},
+    }
     return BenchResult(
         rows=rows,
-        ratios=compute_ratios({row.name: row.ns_per_op for row in rows}),
+        ratios=compute_ratios(values),
         machine=machine_info(),
         versions=library_versions(),
         notes=tuple(notes),
@@ -87,5 +123,9 @@ def run(
             "stat": stat,
             "seed": seed,
             "loop_overhead_ns": float(pick(samples[_OVERHEAD])),
+            "postgres": backends.shown.get("postgres"),
+            "redis": backends.shown.get("redis"),
         },
+        measures=measures,
+        propagation=propagation,
     )
