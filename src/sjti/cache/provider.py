@@ -21,6 +21,8 @@ from .keycache import CacheStats, KeyCache
 
 __all__ = ["AsyncSecretSource", "CachedKeys", "SecretSource"]
 
+_PREPARED_MAX = 4096
+
 
 class SecretSource(Protocol):
     """Where the cache reads a user's raw 32-byte key from (a store)."""
@@ -45,7 +47,7 @@ class CachedKeys:
     store listener) or every lookup reads through.
     """
 
-    __slots__ = ("_asource", "_cache", "_source")
+    __slots__ = ("_asource", "_cache", "_prepared", "_source")
 
     def __init__(
         self,
@@ -59,6 +61,10 @@ class CachedKeys:
         self._source = source
         self._asource = asource
         self._cache = cache if cache is not None else KeyCache()
+        # UserKeys with a prepared HMAC state for recently seen secrets, keyed by the secret
+        # itself: the KeyCache alone decides which secret is current (a rotated key is a new
+        # secret, so a stale entry here can never be returned), this only saves rebuilding.
+        self._prepared: dict[bytes, UserKey] = {}
 
     @property
     def cache(self) -> KeyCache:
@@ -70,14 +76,20 @@ class CachedKeys:
         secret = self._cache.get_or_load(user_id, self._load)
         if secret is None:
             raise RevokedTokenError()
-        return UserKey(secret)
+        return self._prepared.get(secret) or self._prepare(secret)
 
     async def aget(self, user_id: str) -> UserKey:
         """:meth:`get` for asyncio (for :meth:`UserVerifier.averify_with`)."""
         secret = await self._cache.aget_or_load(user_id, self._aload)
         if secret is None:
             raise RevokedTokenError()
-        return UserKey(secret)
+        return self._prepared.get(secret) or self._prepare(secret)
+
+    def _prepare(self, secret: bytes) -> UserKey:
+        if len(self._prepared) >= _PREPARED_MAX:
+            self._prepared.clear()  # bounded: ~800 bytes an entry
+        key = self._prepared[secret] = UserKey(secret)
+        return key
 
     def stats(self) -> CacheStats:
         return self._cache.stats()
