@@ -25,8 +25,8 @@ test: check pytest       ## the whole suite: lint, types, tests
 check: lint typecheck
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 
 typecheck: install
 	$(BIN)/mypy

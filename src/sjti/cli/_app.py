@@ -150,3 +150,35 @@ def db_upgrade(database_url: DatabaseUrl = "sqlite:///sjti.db") -> None:
     for line in applied or ["schema already up to date"]:
         console.print(line)
     console.print(", ".join(f"{table} v{version}" for table, version in sorted(versions.items())))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="SJTI_HOST", help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="SJTI_PORT", help="Bind port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(envvar="SJTI_WORKERS", help="Worker processes (use Redis for >1).")
+    ] = 1,
+) -> None:
+    """Run the reference auth service (FastAPI on uvicorn; OpenAPI at /docs).
+
+    Settings come from the environment: SJTI_DATABASE_URL (sqlite:///sjti.db),
+    SJTI_REDIS_URL, SJTI_KEK, SJTI_ENV (production needs SJTI_KEK), SJTI_KEY_FILE
+    (sjti-keys.json), SJTI_ALG (EdDSA), SJTI_ISSUER, SJTI_AUDIENCE, SJTI_ACCESS_TTL,
+    SJTI_REFRESH_TTL, SJTI_SESSION_GRANULARITY (user|session), SJTI_ADMIN_USERNAMES,
+    SJTI_INTROSPECTION_CLIENT_ID/SECRET, SJTI_LOGIN_MAX_FAILURES, SJTI_LOGIN_WINDOW.
+    """
+    from pydantic import ValidationError
+
+    from ..server import Settings
+    from ..server import serve as run_server
+
+    os.environ.update(SJTI_HOST=host, SJTI_PORT=str(port), SJTI_WORKERS=str(workers))
+    try:
+        settings = Settings()
+        run_server(settings)
+    except ValidationError as exc:
+        names = ", ".join(str(e["loc"][0]).upper() for e in exc.errors() if e["loc"])
+        raise _fail(f"invalid settings: {names or exc.error_count()}") from None
+    except SjtiError as exc:
+        raise _fail(str(exc)) from None
