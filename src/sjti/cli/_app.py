@@ -16,6 +16,7 @@ from .._core.keys import SigningKey
 from .._core.keyset import KeySet
 from ..demo import run_demo
 from ..errors import SjtiError
+from . import _keys_cmds, _revoke_cmds, _token_cmds
 
 app = typer.Typer(
     name="sjti",
@@ -27,6 +28,9 @@ keys_app = typer.Typer(help="Application signing keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 db_app = typer.Typer(help="The secret store's database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(_token_cmds.app, name="token")
+app.command("revoke")(_revoke_cmds.revoke)
+keys_app.command("rotate")(_keys_cmds.keys_rotate)
 
 DatabaseUrl = Annotated[
     str,

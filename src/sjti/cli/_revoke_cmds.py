@@ -1,0 +1,337 @@
+"""``sjti revoke``: rotate users' keys (by id, id file or cohort), with ``--dry-run``.
+
+Also the store access the token commands share: :func:`open_store` reads the KEK ring
+from ``SJTI_KEK`` (never from an option: options show up in ``ps`` and shell history).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Final
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .._core.wrapping import KekRing
+from ..errors import BackendError
+from ..stores.base import Cohort, CohortError, RevocationResult, UnknownUserError
+from ._keys_cmds import CliError, cli_errors, console, err_console
+
+__all__ = [
+    "BATCH_SIZE",
+    "DatabaseUrl",
+    "RevokeOutcome",
+    "open_store",
+    "read_ids",
+    "read_kek_ring",
+    "revoke",
+    "revoke_ids",
+    "revoke_users",
+]
+
+KEK_ENV: Final = "SJTI_KEK"
+BATCH_SIZE: Final = 1000
+_NO_FILTER: Final = Cohort()
+
+DatabaseUrl = Annotated[
+    str,
+    typer.Option(
+        "--database-url",
+        envvar="SJTI_DATABASE_URL",
+        help="SQLAlchemy URL (sqlite:///sjti.db, postgresql+psycopg://user@host/db).",
+    ),
+]
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only when a command needs the database
+    from ..stores.sql import SqlSecretStore
+
+
+def read_kek_ring() -> KekRing:
+    """The KEK ring from ``SJTI_KEK`` (``kid:base64url-key,...``, first one wraps)."""
+    text = os.environ.get(KEK_ENV, "")
+    if not text.strip():
+        raise CliError(f"{KEK_ENV} is not set (the KEK ring: 'kid:base64url-key,...')")
+    try:
+        return KekRing.from_config(text)
+    except Exception as exc:  # from_config names the entry by position, never its text
+        raise CliError(f"{KEK_ENV}: {exc}") from None
+
+
+@contextmanager
+def open_store(database_url: str, kek_ring: KekRing | None = None) -> Iterator[SqlSecretStore]:
+    """A store on ``database_url`` whose schema is in place; the engine is closed after."""
+    from sqlalchemy import create_engine, make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from ..stores.sql import SqlSecretStore, schema_versions
+
+    ring = kek_ring if kek_ring is not None else read_kek_ring()
+    try:
+        url = make_url(database_url)
+        engine = create_engine(url)
+    except (ArgumentError, ImportError, ValueError) as exc:
+        raise CliError(f"cannot use this database URL: {type(exc).__name__}") from None
+    path = url.database if url.get_backend_name() == "sqlite" else None
+    if path and path != ":memory:" and not path.startswith("file:") and not Path(path).exists():
+        engine.dispose()  # SQLite would create an empty file: say what to run instead
+        raise CliError(f"no database file {path}: run 'sjti db upgrade' first")
+    try:
+        try:
+            versions = schema_versions(engine)
+        except SQLAlchemyError as exc:
+            raise CliError(f"database unavailable: {type(exc).__name__}") from None
+        if not any(scope.startswith("secrets:") for scope in versions):
+            raise CliError("the database has no sjti tables: run 'sjti db upgrade' first")
+        yield SqlSecretStore(engine, ring)
+    finally:
+        engine.dispose()
+
+
+def read_ids(path: Path) -> list[str]:
+    """User ids, one a line; blank lines and ``#`` comments skipped, duplicates dropped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise CliError(f"cannot read {path}: not UTF-8") from None
+    ids = [line.strip() for line in lines]
+    return list(dict.fromkeys(i for i in ids if i and not i.startswith("#")))
+
+
+def parse_when(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 date or date-time; without a zone it is read as UTC."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"{option} expects an ISO 8601 date, e.g. 2025-01-31T12:00Z") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeOutcome:
+    count: int
+    user_ids: tuple[str, ...]
+    dry_run: bool
+    audit_ids: tuple[int, ...]
+    truncated: bool = False
+
+    @classmethod
+    def of(cls, results: Sequence[RevocationResult], dry_run: bool) -> RevokeOutcome:
+        return cls(
+            count=sum(r.count for r in results),
+            user_ids=tuple(sorted(i for r in results for i in r.user_ids)),
+            dry_run=dry_run,
+            audit_ids=tuple(r.audit_id for r in results if r.audit_id is not None),
+            truncated=any(r.truncated for r in results),
+        )
+
+
+def revoke_ids(
+    store: SqlSecretStore,
+    user_ids: Sequence[str],
+    *,
+    actor: str | None,
+    reason: str | None,
+    dry_run: bool,
+    batch_size: int = BATCH_SIZE,
+    advance: Callable[[int], None] = lambda n: None,
+) -> RevokeOutcome:
+    """Revoke in batches of ``batch_size`` (one transaction and audit row each)."""
+    results: list[RevocationResult] = []
+    for start in range(0, len(user_ids), batch_size):
+        batch = user_ids[start : start + batch_size]
+        try:
+            results.append(store.revoke_many(batch, actor=actor, reason=reason, dry_run=dry_run))
+        except BackendError:
+            if not results or dry_run:
+                raise
+            done = sum(r.count for r in results)
+            raise CliError(
+                f"database unavailable after revoking {done} users (ids {start + 1}.. of "
+                f"{len(user_ids)} not done); running the same command again is safe"
+            ) from None
+        advance(len(batch))
+    return RevokeOutcome.of(results, dry_run)
+
+
+def _default_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry / no login name, e.g. in containers
+        return "cli"
+
+
+def _with_progress(
+    total: int, run: Callable[[Callable[[int], None]], RevokeOutcome]
+) -> RevokeOutcome:
+    columns = (
+        TextColumn("revoking"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task("revoke", total=total)
+        return run(lambda n: progress.advance(task, n))
+
+
+def _print(outcome: RevokeOutcome, as_json: bool) -> None:
+    if as_json:
+        document = {
+            "dry_run": outcome.dry_run,
+            "count": outcome.count,
+            "user_ids": list(outcome.user_ids),
+            "truncated": outcome.truncated,
+            "audit_ids": list(outcome.audit_ids),
+        }
+        typer.echo(json.dumps(document, indent=2))
+        return
+    noun = "user" if outcome.count == 1 else "users"
+    if outcome.dry_run:
+        console.print(f"would revoke {outcome.count} {noun} (dry run, nothing changed)")
+        for user_id in outcome.user_ids:
+            typer.echo(user_id)  # plain: ids are data, not markup
+        if outcome.truncated:
+            console.print("(list truncated)")
+    else:
+        console.print(f"revoked {outcome.count} {noun}")
+
+
+def revoke(
+    user: Annotated[
+        list[str] | None,
+        typer.Option("--user", "-u", help="User id to revoke (repeatable)."),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help=f"File of user ids, one a line ('#' comments allowed); "
+            f"revoked in batches of {BATCH_SIZE}.",
+        ),
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="Users of this tenant (needs cohort columns).")
+    ] = None,
+    role: Annotated[
+        str | None, typer.Option(help="Users with this role (needs cohort columns).")
+    ] = None,
+    created_before: Annotated[
+        str | None,
+        typer.Option(help="Users created before this ISO date, UTC if no zone (cohort columns)."),
+    ] = None,
+    last_login_before: Annotated[
+        str | None,
+        typer.Option(help="Users last logged in before this ISO date (needs cohort columns)."),
+    ] = None,
+    rotated_before: Annotated[
+        str | None,
+        typer.Option(help="Users whose key was last rotated before this ISO date."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show who would be revoked; change nothing.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help="Reason, kept in the audit trail.")] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option(envvar="SJTI_ACTOR", help="Who revokes, for the audit (default cli:<login>)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    database_url: DatabaseUrl = "sqlite:///sjti.db",
+) -> None:
+    """Revoke every token of some users at once (their keys rotate). KEK from SJTI_KEK."""
+    with cli_errors():
+        filters = Cohort(
+            tenant=tenant,
+            role=role,
+            created_before=parse_when(created_before, "--created-before"),
+            last_login_before=parse_when(last_login_before, "--last-login-before"),
+            rotated_before=parse_when(rotated_before, "--rotated-before"),
+        )
+        outcome = revoke_users(
+            database_url,
+            users=user or [],
+            file=file,
+            filters=filters,
+            dry_run=dry_run,
+            reason=reason,
+            actor=actor or _default_actor(),
+            show_progress=not as_json,
+        )
+    _print(outcome, as_json)
+
+
+def revoke_users(
+    database_url: str,
+    *,
+    users: Sequence[str] = (),
+    file: Path | None = None,
+    filters: Cohort = _NO_FILTER,
+    dry_run: bool = False,
+    reason: str | None = None,
+    actor: str | None = None,
+    show_progress: bool = False,
+) -> RevokeOutcome:
+    """Revoke by ids (``users`` or ``file``), or by cohort ``filters`` (AND ``users``)."""
+    has_filters = not filters.is_empty()
+    if file is not None and (users or has_filters):
+        raise CliError("--file cannot be combined with --user or cohort filters")
+    if not (users or file is not None or has_filters):
+        raise CliError(
+            "say whom to revoke: --user, --file, --tenant, --role, --created-before, "
+            "--last-login-before or --rotated-before"
+        )
+    if any(not u.strip() for u in users):
+        raise CliError("--user must not be empty")
+    ids = read_ids(file) if file is not None else list(dict.fromkeys(users))
+    if file is not None and not ids:
+        raise CliError(f"{file} holds no user ids")
+
+    with open_store(database_url) as store:
+        if has_filters:
+            cohort = replace(filters, user_ids=frozenset(ids) if ids else None)
+            try:
+                result = store.revoke_cohort(cohort, actor=actor, reason=reason, dry_run=dry_run)
+            except CohortError as exc:
+                raise CliError(
+                    f"{exc}: selecting by tenant, role, created or last-login date needs the "
+                    "store configured with cohort columns (the app's users table); "
+                    "--user, --file and --rotated-before work without"
+                ) from None
+            return RevokeOutcome.of([result], dry_run)
+        if len(ids) == 1 and file is None:
+            return _revoke_one(store, ids[0], actor=actor, reason=reason, dry_run=dry_run)
+
+        def run(advance: Callable[[int], None]) -> RevokeOutcome:
+            return revoke_ids(
+                store, ids, actor=actor, reason=reason, dry_run=dry_run, advance=advance
+            )
+
+        if show_progress and len(ids) > BATCH_SIZE:
+            return _with_progress(len(ids), run)
+        return run(lambda n: None)
+
+
+def _revoke_one(
+    store: SqlSecretStore, user_id: str, *, actor: str | None, reason: str | None, dry_run: bool
+) -> RevokeOutcome:
+    if dry_run:
+        result = store.revoke_many([user_id], actor=actor, reason=reason, dry_run=True)
+        if result.count == 0:
+            raise CliError(f"unknown user {user_id!r}")
+    else:
+        try:
+            result = store.revoke(user_id, actor=actor, reason=reason)
+        except UnknownUserError:
+            raise CliError(f"unknown user {user_id!r}") from None
+    return RevokeOutcome.of([result], dry_run)

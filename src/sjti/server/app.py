@@ -1,0 +1,95 @@
+"""``create_app(settings) -> FastAPI``: the reference auth service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from .. import __version__
+from ..errors import BackendError, ConfigurationError, TokenError
+from ..stores.base import UnknownUserError
+from .auth import bearer_challenge
+from .routes import admin, auth, me, oauth, ops, wellknown
+from .services import Services
+from .settings import Settings
+
+__all__ = ["app_from_env", "create_app"]
+
+logger = logging.getLogger("sjti.server")
+
+DESCRIPTION = """JWTs revocable per user, instantly, without a revocation list.
+
+Access tokens are EdDSA JWTs (by default) carrying `sjti`, a MAC under the user's key;
+`/me` checks both layers. Refresh tokens are opaque, rotated on every use, and reuse of a
+rotated one revokes its session. Device logout (`DELETE /sessions/{id}`) ends that
+device's refresh tokens at once; its access tokens stay valid until they expire unless the
+service runs with `SJTI_SESSION_GRANULARITY=session`. `POST /logout` ends everything now.
+"""
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Library errors a route did not handle: never a 500 for a known failure."""
+
+    async def token_error(_: Request, exc: Exception) -> JSONResponse:
+        code = exc.code if isinstance(exc, TokenError) else "invalid_token"
+        return JSONResponse(
+            {"detail": {"error": "invalid_token", "error_description": code}},
+            status_code=401,
+            headers={"WWW-Authenticate": bearer_challenge("invalid_token", code)},
+        )
+
+    async def backend_error(_: Request, exc: Exception) -> JSONResponse:
+        logger.warning("backend unavailable: %s", type(exc).__name__)
+        return JSONResponse(
+            {"detail": {"error": "temporarily_unavailable"}},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    async def bad_request(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": {"error": "invalid_request", "error_description": str(exc)}},
+            status_code=422,
+        )
+
+    async def unknown_user(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": {"error": "not_found"}}, status_code=404)
+
+    app.add_exception_handler(TokenError, token_error)
+    app.add_exception_handler(BackendError, backend_error)
+    app.add_exception_handler(ConfigurationError, bad_request)
+    app.add_exception_handler(UnknownUserError, unknown_user)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service: read (or create) the key file, migrate, wire cache and bus."""
+    settings = settings if settings is not None else Settings()
+    services = Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if not await anyio.to_thread.run_sync(services.wait_ready):
+            logger.warning("invalidation bus not connected yet: the key cache is bypassed")
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(services.close)
+
+    app = FastAPI(
+        title="sjti auth service", version=__version__, description=DESCRIPTION, lifespan=lifespan
+    )
+    app.state.services = services
+    for module in (auth, me, admin, oauth, wellknown, ops):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The uvicorn factory (``--factory``): settings from ``SJTI_*`` variables."""
+    return create_app(Settings())

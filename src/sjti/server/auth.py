@@ -1,0 +1,135 @@
+"""Bearer authentication (RFC 6750) and the error answers every route shares.
+
+``WWW-Authenticate: Bearer error="invalid_token", error_description="<code>"`` where
+``<code>`` is the core's stable error code (``expired``, ``revoked``, ``bad_signature``...).
+Messages never contain the token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+
+from .._core.claims import Claims
+from ..errors import RevokedTokenError, TokenError
+from .services import Services
+from .users import User, get_by_id
+
+__all__ = [
+    "AdminPrincipal",
+    "CurrentPrincipal",
+    "Principal",
+    "bearer_challenge",
+    "get_services",
+    "verify_access_token",
+]
+
+REALM = "sjti"
+
+
+def bearer_challenge(error: str | None = None, description: str | None = None) -> str:
+    """The ``WWW-Authenticate`` value; no error attributes when no credentials were sent."""
+    parts = [f'realm="{REALM}"']
+    if error is not None:
+        parts.append(f'error="{error}"')
+    if description is not None:
+        parts.append(f'error_description="{description}"')
+    return "Bearer " + ", ".join(parts)
+
+
+def _unauthorized(error: str | None, description: str | None, message: str) -> HTTPException:
+    return HTTPException(
+        status_code=401,
+        detail={"error": error or "unauthorized", "error_description": description or message},
+        headers={"WWW-Authenticate": bearer_challenge(error, description)},
+    )
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller: verified claims (both layers) and the loaded user."""
+
+    claims: Claims
+    user: User
+
+    @property
+    def session_id(self) -> str | None:
+        sid = self.claims.get("sid")
+        return sid if isinstance(sid, str) else None
+
+
+def verify_access_token(services: Services, token: str) -> tuple[Claims, User]:
+    """Both layers, the session check (per-session granularity) and the user row.
+
+    Raises :class:`TokenError`; counts the outcome.
+    """
+    try:
+        claims = services.verifier.verify_with(token, services.keys.get)
+        sid = claims.get("sid")
+        if (
+            services.settings.session_granularity == "session"
+            and isinstance(sid, str)
+            and services.refresh.is_revoked(sid)
+        ):
+            raise RevokedTokenError()
+        user = get_by_id(services.engine, str(claims["sub"]))
+        if user is None:
+            raise RevokedTokenError()
+    except TokenError as exc:
+        services.metrics.verifications.labels(exc.code).inc()
+        raise
+    services.metrics.verifications.labels("accepted").inc()
+    return claims, user
+
+
+def _bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if header is None:
+        raise _unauthorized(None, None, "bearer token required")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("invalid_request", None, "expected 'Authorization: Bearer <token>'")
+    return token.strip()
+
+
+def current_principal(
+    request: Request, services: Annotated[Services, Depends(get_services)]
+) -> Principal:
+    """The dependency behind every bearer-protected route."""
+    token = _bearer_token(request)
+    try:
+        claims, user = verify_access_token(services, token)
+    except TokenError as exc:
+        raise _unauthorized("invalid_token", exc.code, "invalid token") from None
+    return Principal(claims, user)
+
+
+def admin_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    """The caller, who must hold the admin role (else 403 ``insufficient_scope``)."""
+    if "admin" not in principal.user.roles:
+        raise HTTPException(
+            status_code=403,
+            detail={"error": "insufficient_scope", "error_description": "admin role required"},
+            headers={"WWW-Authenticate": bearer_challenge("insufficient_scope")},
+        )
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+AdminPrincipal = Annotated[Principal, Depends(admin_principal)]
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def access_claims(services: Services, user: User, family_id: str) -> dict[str, Any]:
+    """The application claims of a new access token (all bound by ``sjti``)."""
+    claims: dict[str, Any] = {"roles": user.roles, "sid": family_id}
+    if user.tenant is not None:
+        claims["tenant"] = user.tenant
+    return claims

@@ -1,0 +1,144 @@
+"""The service's tables (SQLAlchemy Core) and the migration hook that creates them.
+
+User secrets use the **app-users-table layout** (:class:`~sjti.stores.sql.AppUsersTable`):
+the wrapped key lives in three columns of ``sjti_users``, so the store, its cohort
+revocations and the audit trail all work on the service's own users table.
+
+:func:`migrate` is versioned like :func:`sjti.stores.sql.upgrade`: one transaction behind
+a lock (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL), so several
+workers starting at once create each table exactly once. Append migrations, never edit one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    literal,
+    select,
+)
+
+from ..stores._schema import UtcDateTime
+from ..stores.sql import AppUsersTable, CohortColumns, secret_columns, upgrade
+
+__all__ = [
+    "COHORT_COLUMNS",
+    "LAYOUT",
+    "families",
+    "make_engine",
+    "metadata",
+    "migrate",
+    "refresh_tokens",
+    "users",
+]
+
+metadata = MetaData()
+
+users = Table(
+    "sjti_users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),  # argon2id, PHC string
+    Column("role", String(32), nullable=False, server_default="user"),
+    Column("tenant", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_login_at", UtcDateTime, nullable=True),
+    *secret_columns(),  # token_secret (wrapped), token_version, token_rotated_at
+)
+
+families = Table(
+    "sjti_refresh_families",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("sjti_users.id"), nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime, nullable=False),
+    Column("user_agent", String(256), nullable=True),
+    Column("ip", String(64), nullable=True),
+    Column("revoked", Boolean, nullable=False, server_default="0"),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+refresh_tokens = Table(
+    "sjti_refresh_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),  # b64url of the token's 16-byte id
+    Column("family_id", String(32), ForeignKey("sjti_refresh_families.id"), index=True),
+    Column("verifier_hash", String(64), nullable=False),  # hex SHA-256 of the secret part
+    Column("used", Boolean, nullable=False, server_default="0"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
+_versions = Table(
+    "sjti_server_schema",
+    MetaData(),
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+LAYOUT: Final = AppUsersTable(users)
+COHORT_COLUMNS: Final = CohortColumns(
+    users, tenant="tenant", role="role", created_at="created_at", last_login_at="last_login_at"
+)
+_LOCK_KEY: Final = 0x736A74695F737276  # "sjti_srv": not the stores' key
+
+
+def _v1(conn: Connection) -> None:
+    """Create the users, refresh-family and refresh-token tables."""
+    for table in (users, families, refresh_tokens):
+        table.create(conn)
+
+
+MIGRATIONS: Final[Sequence[Callable[[Connection], None]]] = (_v1,)
+
+
+def migrate(engine: Engine) -> None:
+    """Create or upgrade the service's tables, then the store's (audit) table. Idempotent."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.execute(select(func.pg_advisory_xact_lock(literal(_LOCK_KEY, BigInteger))))
+        _versions.create(conn, checkfirst=True)
+        current = conn.execute(select(_versions.c.version)).scalar_one_or_none() or 0
+        for migration in MIGRATIONS[current:]:
+            migration(conn)
+        if current == 0:
+            conn.execute(_versions.insert().values(id=1, version=len(MIGRATIONS)))
+        elif current < len(MIGRATIONS):
+            conn.execute(_versions.update().values(version=len(MIGRATIONS)))
+        conn.commit()
+    upgrade(engine, LAYOUT)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite waits for locks and runs in WAL mode (several workers)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _wal(dbapi_connection: object, _record: object) -> None:
+            cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)

@@ -1,0 +1,148 @@
+"""Registration and the OAuth2 token endpoint (password and refresh_token grants)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request, Response
+
+from ..auth import ServicesDep, access_claims, bearer_challenge
+from ..models import NewUser, TokenOut, UserOut
+from ..services import Services
+from ..sessions import InvalidRefreshToken, ReuseDetected, Rotated
+from ..users import DuplicateUserError, User, create_user, get_by_id, get_by_name, note_login
+
+router = APIRouter(tags=["users and tokens"])
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        username=user.username,
+        roles=user.roles,
+        tenant=user.tenant,
+        created_at=user.created_at,
+        last_login_at=user.last_login_at,
+    )
+
+
+@router.post("/users", status_code=201, response_model=UserOut, responses={409: {}})
+def register(body: NewUser, services: ServicesDep) -> UserOut:
+    """Create a user (argon2id password hash). 409 if the username is taken."""
+    role = "admin" if body.username in services.settings.admins else "user"
+    try:
+        user = create_user(
+            services.engine,
+            body.username,
+            services.passwords.hash(body.password),
+            role=role,
+            tenant=None,
+        )
+    except DuplicateUserError:
+        raise HTTPException(
+            409, {"error": "conflict", "error_description": "username taken"}
+        ) from None
+    return user_out(user)
+
+
+def _grant_error(status: int, error: str, description: str) -> HTTPException:
+    headers = dict(_NO_STORE)
+    if status == 401:
+        headers["WWW-Authenticate"] = bearer_challenge()
+    return HTTPException(status, {"error": error, "error_description": description}, headers)
+
+
+def _tokens(services: Services, user: User, session: Rotated, response: Response) -> TokenOut:
+    response.headers.update(_NO_STORE)
+    access = services.issuer.issue(
+        user.id,
+        services.store.ensure(user.id),
+        claims=access_claims(services, user, session.family_id),
+    )
+    return TokenOut(
+        access_token=access,
+        expires_in=services.settings.access_ttl,
+        refresh_token=session.token,
+    )
+
+
+def _password_grant(
+    services: Services, request: Request, response: Response, username: str, password: str
+) -> TokenOut:
+    ip = request.client.host if request.client is not None else "unknown"
+    name = username.strip().lower()[:64]
+    wait = max(services.ip_limiter.retry_after(ip), services.user_limiter.retry_after(name))
+    if wait:
+        services.metrics.logins.labels("password", "throttled").inc()
+        raise HTTPException(
+            429,
+            {"error": "too_many_attempts", "error_description": "too many failed logins"},
+            {"Retry-After": str(wait), **_NO_STORE},
+        )
+    found = get_by_name(services.engine, name)
+    # Unknown users cost one argon2 verification too: the timing says nothing.
+    ok = services.passwords.verify(found[1] if found else None, password[:1024])
+    if found is None or not ok:
+        services.ip_limiter.failed(ip)
+        services.user_limiter.failed(name)
+        services.metrics.logins.labels("password", "failed").inc()
+        raise _grant_error(401, "invalid_grant", "invalid username or password")
+    user = found[0]
+    services.user_limiter.succeeded(name)
+    note_login(services.engine, user.id)
+    session = services.refresh.start(user.id, user_agent=request.headers.get("user-agent"), ip=ip)
+    services.metrics.logins.labels("password", "ok").inc()
+    return _tokens(services, user, session, response)
+
+
+def _refresh_grant(services: Services, response: Response, refresh_token: str) -> TokenOut:
+    try:
+        session = services.refresh.rotate(refresh_token)
+    except ReuseDetected as reuse:
+        # Theft is likely: the family is revoked; rotating the user key also ends every
+        # access token an attacker got from it (other devices simply refresh again).
+        result = services.store.revoke(
+            reuse.user_id,
+            actor="sjti-server",
+            reason=f"refresh token reuse detected in session {reuse.family_id}",
+        )
+        services.revoked(result, "reuse")
+        services.metrics.logins.labels("refresh_token", "reuse").inc()
+        raise _grant_error(400, "invalid_grant", "refresh token reused; session revoked") from None
+    except InvalidRefreshToken:
+        services.metrics.logins.labels("refresh_token", "failed").inc()
+        raise _grant_error(400, "invalid_grant", "invalid refresh token") from None
+    user = get_by_id(services.engine, session.user_id)
+    if user is None:
+        raise _grant_error(400, "invalid_grant", "invalid refresh token")
+    services.metrics.logins.labels("refresh_token", "ok").inc()
+    return _tokens(services, user, session, response)
+
+
+@router.post(
+    "/token",
+    response_model=TokenOut,
+    responses={400: {}, 401: {}, 429: {}},
+)
+def token(
+    request: Request,
+    response: Response,
+    services: ServicesDep,
+    grant_type: Annotated[str, Form(max_length=64)],
+    username: Annotated[str | None, Form(max_length=256)] = None,
+    password: Annotated[str | None, Form(max_length=1024)] = None,
+    refresh_token: Annotated[str | None, Form(max_length=512)] = None,
+    scope: Annotated[str | None, Form(max_length=512)] = None,
+) -> TokenOut:
+    """OAuth2 token endpoint: ``password`` grant (login) or ``refresh_token`` (rotation)."""
+    if grant_type == "password":
+        if username is None or password is None:
+            raise _grant_error(400, "invalid_request", "username and password are required")
+        return _password_grant(services, request, response, username, password)
+    if grant_type == "refresh_token":
+        if refresh_token is None:
+            raise _grant_error(400, "invalid_request", "refresh_token is required")
+        return _refresh_grant(services, response, refresh_token)
+    raise _grant_error(400, "unsupported_grant_type", "use password or refresh_token")

@@ -1,0 +1,108 @@
+"""RFC 7009 token revocation and RFC 7662 token introspection."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Request
+
+from ...errors import TokenError
+from ..auth import ServicesDep, bearer_challenge, verify_access_token
+from ..services import Services
+
+router = APIRouter(tags=["oauth"])
+
+TokenForm = Annotated[str, Form(max_length=16_384)]
+ACCESS = "access_token"  # an RFC 7009 hint name
+HintForm = Annotated[str | None, Form(max_length=64)]
+
+
+@router.post("/revoke", responses={400: {}})
+def revoke(
+    services: ServicesDep, token: TokenForm, token_type_hint: HintForm = None
+) -> dict[str, Any]:
+    """RFC 7009. Answers 200 whether or not the token was valid (no oracle).
+
+    * refresh token: its family (that device session) is revoked;
+    * access token: its session's refresh tokens are revoked; with per-user granularity the
+      user key is rotated too (the only way to end an access token early: all of that
+      user's access tokens end, other devices refresh silently); with per-session
+      granularity only that session ends.
+
+    Clients are public (no client authentication): holding the token is the authority.
+    """
+    if token_type_hint != ACCESS:
+        found = services.refresh.lookup(token)
+        if found is not None:
+            user_id, family_id = found
+            services.refresh.revoke_family(user_id, family_id)
+            services.metrics.revocations.labels("rfc7009").inc()
+            return {}
+    try:
+        claims, user = verify_access_token(services, token)
+    except TokenError:
+        return {}
+    sid = claims.get("sid")
+    if isinstance(sid, str):
+        services.refresh.revoke_family(user.id, sid)
+    if services.settings.session_granularity == "user":
+        result = services.store.revoke(user.id, actor=user.id, reason="RFC 7009 revocation")
+        services.revoked(result, "rfc7009")
+    return {}
+
+
+def _client_authenticated(services: Services, request: Request) -> bool:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    settings = services.settings
+    if scheme.lower() == "basic" and settings.introspection_client_secret is not None:
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        client_id, _, secret = decoded.partition(":")
+        expected = settings.introspection_client_secret.get_secret_value()
+        return hmac.compare_digest(
+            client_id.encode(), (settings.introspection_client_id or "").encode()
+        ) & hmac.compare_digest(secret.encode(), expected.encode())
+    if scheme.lower() == "bearer":
+        try:
+            _, user = verify_access_token(services, value.strip())
+        except TokenError:
+            return False
+        return "admin" in user.roles
+    return False
+
+
+@router.post("/introspect", responses={401: {}})
+def introspect(
+    request: Request, services: ServicesDep, token: TokenForm, token_type_hint: HintForm = None
+) -> dict[str, Any]:
+    """RFC 7662, for authenticated clients: an admin bearer token, or HTTP Basic with
+    ``SJTI_INTROSPECTION_CLIENT_ID`` / ``SJTI_INTROSPECTION_CLIENT_SECRET``."""
+    if not _client_authenticated(services, request):
+        raise HTTPException(
+            401,
+            {"error": "invalid_client", "error_description": "client authentication required"},
+            {"WWW-Authenticate": bearer_challenge("invalid_client")},
+        )
+    if token_type_hint != ACCESS:
+        found = services.refresh.lookup(token)
+        if found is not None:
+            return {"active": True, "token_type": "refresh_token", "sub": found[0], "sid": found[1]}
+    try:
+        claims, user = verify_access_token(services, token)
+    except TokenError:
+        return {"active": False}
+    answer: dict[str, Any] = {
+        "active": True,
+        "token_type": "access_token",
+        "username": user.username,
+    }
+    for name in ("sub", "iss", "aud", "exp", "iat", "nbf", "jti", "sid", "roles", "tenant"):
+        if name in claims:
+            answer[name] = claims[name]
+    return answer

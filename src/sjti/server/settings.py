@@ -1,0 +1,96 @@
+"""Configuration of the reference service, read from ``SJTI_*`` environment variables.
+
+Every field below is ``SJTI_<NAME>`` in the environment (``SJTI_DATABASE_URL``,
+``SJTI_REDIS_URL``, ``SJTI_KEK``...). ``sjti serve --help`` lists them too.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..errors import ConfigurationError
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Settings of the reference auth service (environment prefix ``SJTI_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SJTI_", extra="ignore", frozen=True)
+
+    env: Literal["development", "production"] = Field(
+        default="development", description="production refuses to start without an explicit KEK"
+    )
+    database_url: str = Field(
+        default="sqlite:///sjti.db",
+        description="SQLAlchemy URL: sqlite:///... or postgresql+psycopg://...",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for cache invalidation across processes (several workers/hosts)",
+    )
+    kek: SecretStr | None = Field(
+        default=None,
+        description="KEK ring 'kid:base64url(32 bytes),...'; generated into KEY_FILE in dev",
+    )
+    key_file: str = Field(
+        default="sjti-keys.json",
+        description="signing keys (and the dev KEK), created 0600 on first start",
+    )
+    alg: str = Field(
+        default="EdDSA", description="access-token algorithm: EdDSA, ES256, RS256, HS256..."
+    )
+    issuer: str = Field(default="http://127.0.0.1:8000", description="the iss claim")
+    audience: str = Field(default="sjti", description="the aud claim")
+    access_ttl: int = Field(
+        default=900, gt=0, le=86_400, description="access-token lifetime, seconds"
+    )
+    refresh_ttl: int = Field(
+        default=30 * 86_400,
+        gt=0,
+        description="refresh-token lifetime, seconds (renewed on rotation)",
+    )
+    host: str = Field(default="127.0.0.1", description="bind address")
+    port: int = Field(default=8000, ge=0, le=65_535, description="bind port")
+    workers: int = Field(default=1, ge=1, description="uvicorn worker processes")
+    session_granularity: Literal["user", "session"] = Field(
+        default="user",
+        description="'session': a device logout also ends that device's access tokens at once",
+    )
+    admin_usernames: str = Field(
+        default="", description="comma-separated usernames that get the admin role when registered"
+    )
+    introspection_client_id: str | None = Field(
+        default=None, description="HTTP Basic client for /introspect"
+    )
+    introspection_client_secret: SecretStr | None = Field(default=None, description="its secret")
+    login_max_failures: int = Field(
+        default=5, ge=1, description="failed logins per username per window"
+    )
+    login_max_failures_per_ip: int = Field(
+        default=50, ge=1, description="failed logins per IP per window"
+    )
+    login_window: int = Field(default=60, ge=1, description="rate-limit window, seconds")
+    cache_max_age: float = Field(
+        default=60.0, gt=0, description="user-key cache entry lifetime, seconds"
+    )
+
+    @model_validator(mode="after")
+    def _production_needs_kek(self) -> Settings:
+        if self.env == "production" and self.kek is None:
+            raise ConfigurationError(
+                "SJTI_ENV=production needs SJTI_KEK (a KEK ring kept outside the database)"
+            )
+        return self
+
+    @property
+    def admins(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.admin_usernames.split(",") if name.strip())
+
+    @property
+    def shared_cache_safe(self) -> bool:
+        """Whether a per-process cache may be trusted without a bus: one process only."""
+        return self.redis_url is None and self.workers == 1

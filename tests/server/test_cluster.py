@@ -1,0 +1,77 @@
+"""The same service on PostgreSQL + Redis: two processes, revoke on one, refused by the other."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from sjti import Kek, KekRing
+
+from .harness import PASSWORD, Server, bearer, login, refresh, register
+
+pytestmark = pytest.mark.service
+
+
+def test_revocation_through_one_node_is_refused_by_the_other(
+    tmp_path: Path, postgres_url: str, redis_url: str
+) -> None:
+    """Logout and admin revocation on node A; node B (its own cache) refuses the tokens."""
+    env = {
+        "SJTI_DATABASE_URL": postgres_url,
+        "SJTI_REDIS_URL": redis_url,
+        "SJTI_KEK": KekRing([Kek.generate("k1")]).to_config(),
+        "SJTI_ENV": "production",
+    }
+    a = Server(tmp_path, env)
+    b = Server(tmp_path, env)  # same key file, same database, its own cache and bus
+    try:
+        with a.client() as ca, b.client() as cb:
+            assert cb.get("/readyz").json()["bus"] == "connected"
+            register(ca, "pg-alice")
+            tokens = login(ca, "pg-alice")
+            assert cb.get("/me", headers=bearer(tokens)).status_code == 200  # cached on B
+            assert ca.post("/logout", headers=bearer(tokens)).status_code == 204
+            deadline = time.monotonic() + 2
+            status = 200
+            while status == 200 and time.monotonic() < deadline:
+                status = cb.get("/me", headers=bearer(tokens)).status_code
+            assert status == 401
+            assert refresh(cb, tokens["refresh_token"]).status_code == 400
+
+            register(ca, "root")
+            admin = login(ca, "root")
+            register(cb, "pg-bob")
+            bob = login(cb, "pg-bob")
+            assert cb.get("/me", headers=bearer(bob)).status_code == 200
+            body = {"user_ids": [cb.get("/me", headers=bearer(bob)).json()["id"]]}
+            assert (
+                ca.post("/admin/revocations", json=body, headers=bearer(admin)).json()["count"] == 1
+            )
+            time.sleep(0.2)
+            assert cb.get("/me", headers=bearer(bob)).status_code == 401
+            assert login(cb, "pg-bob", PASSWORD)["access_token"]
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_several_workers_share_one_key_file(tmp_path: Path, redis_url: str) -> None:
+    """``--workers 2`` on a fresh directory: one key file, every worker signs verifiably."""
+    server = Server(tmp_path, {"SJTI_REDIS_URL": redis_url}, workers=2)
+    try:
+        with server.client() as client:
+            register(client, "w-alice")
+            for _ in range(6):  # new connections land on either worker
+                with server.client() as fresh:
+                    tokens = login(fresh, "w-alice")
+                    assert fresh.get("/me", headers=bearer(tokens)).status_code == 200
+            assert client.post("/logout", headers=bearer(tokens)).status_code == 204
+            time.sleep(0.2)
+            for _ in range(4):
+                with server.client() as fresh:
+                    assert fresh.get("/me", headers=bearer(tokens)).status_code == 401
+    finally:
+        server.stop()
+    assert len(list(tmp_path.glob("*.json"))) == 1
