@@ -1,10 +1,10 @@
-# The README's two commands are `make demo` and `make test`; both install what they need.
+# The README's two commands are `make serve` and `make test`; both install what they need.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test check lint typecheck pytest bench bench-docs lock clean
+.PHONY: install serve demo test check lint typecheck pytest bench bench-docs lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml requirements-dev.lock
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+serve: install           ## the reference auth service on SQLite: http://127.0.0.1:8000/docs
+	$(BIN)/sjti serve
 
 demo: install            ## issue -> verify both layers -> revoke -> rejected
 	$(BIN)/sjti demo

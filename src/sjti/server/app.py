@@ -8,7 +8,10 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import BackendError, ConfigurationError, TokenError
@@ -38,7 +41,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def token_error(_: Request, exc: Exception) -> JSONResponse:
         code = exc.code if isinstance(exc, TokenError) else "invalid_token"
         return JSONResponse(
-            {"detail": {"error": "invalid_token", "error_description": code}},
+            {"error": "invalid_token", "error_description": code},
             status_code=401,
             headers={"WWW-Authenticate": bearer_challenge("invalid_token", code)},
         )
@@ -46,20 +49,38 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def backend_error(_: Request, exc: Exception) -> JSONResponse:
         logger.warning("backend unavailable: %s", type(exc).__name__)
         return JSONResponse(
-            {"detail": {"error": "temporarily_unavailable"}},
+            {"error": "temporarily_unavailable"},
             status_code=503,
             headers={"Retry-After": "1"},
         )
 
     async def bad_request(_: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(
-            {"detail": {"error": "invalid_request", "error_description": str(exc)}},
+            {"error": "invalid_request", "error_description": str(exc)},
             status_code=422,
         )
 
     async def unknown_user(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": {"error": "not_found"}}, status_code=404)
+        return JSONResponse({"error": "not_found"}, status_code=404)
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # OAuth 2.0 (RFC 6749 §5.2) and RFC 6750 put "error" at the top of the body.
+        if (
+            isinstance(exc, StarletteHTTPException)
+            and isinstance(exc.detail, dict)
+            and "error" in exc.detail
+        ):
+            return JSONResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+        return await http_exception_handler(request, exc)  # type: ignore[arg-type]
+
+    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+        # FastAPI echoes the offending input (passwords included): keep only where and why.
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        detail = [{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(TokenError, token_error)
     app.add_exception_handler(BackendError, backend_error)
     app.add_exception_handler(ConfigurationError, bad_request)
