@@ -54,7 +54,7 @@ def _revoke_in_child_then_kill_9(url: str, ring: KekRing) -> None:
             child.stdout.close()
 
 
-def _check_revoked(url: str, ring: KekRing, old_token: str, verifier: UserVerifier) -> None:
+def assert_revoked(url: str, ring: KekRing, old_token: str, verifier: UserVerifier) -> None:
     engine = sa.create_engine(url)
     try:
         store = SqlSecretStore(engine, ring)
@@ -91,7 +91,7 @@ def test_sqlite_revocation_survives_kill_9(
     url = f"sqlite:///{tmp_path / 'sjti.db'}"
     token = _token_for_alice(url, ring, issuer)
     _revoke_in_child_then_kill_9(url, ring)
-    _check_revoked(url, ring, token, verifier)
+    assert_revoked(url, ring, token, verifier)
 
 
 class CrashablePostgres:
@@ -157,4 +157,4 @@ def test_postgres_revocation_survives_kill_9_and_a_crash_restart(
     token = _token_for_alice(url, ring, issuer)
     _revoke_in_child_then_kill_9(url, ring)
     crashable_postgres.crash_restart()
-    _check_revoked(url, ring, token, verifier)
+    assert_revoked(url, ring, token, verifier)

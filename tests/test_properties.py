@@ -58,7 +58,7 @@ TOKENS = {alg: _issue(alg) for alg in LAYER_ALGS}
 LAYERS = {alg: _layers(alg) for alg in LAYER_ALGS}
 
 
-def _assert_refused(alg: str, token: bytes | str) -> None:
+def assert_refused(alg: str, token: bytes | str) -> None:
     boundary, verifier = LAYERS[alg]
     with pytest.raises(TokenError):
         boundary.verify(token)
@@ -66,7 +66,7 @@ def _assert_refused(alg: str, token: bytes | str) -> None:
         verifier.verify(token, USER_KEY)
 
 
-def _only_token_errors(alg: str, token: bytes | str) -> None:
+def assert_only_token_errors(alg: str, token: bytes | str) -> None:
     """Feed both layers; accepting is allowed, raising anything but TokenError is not."""
     boundary, verifier = LAYERS[alg]
     with contextlib.suppress(TokenError):
@@ -96,7 +96,7 @@ def test_any_single_byte_replacement_is_refused(alg: str, data: Any, as_text: bo
     new = data.draw(st.integers(0, 255).filter(lambda b: b != token[at]), label="byte")
     mutated = token[:at] + bytes([new]) + token[at + 1 :]
 
-    _assert_refused(alg, mutated.decode("latin-1") if as_text else mutated)
+    assert_refused(alg, mutated.decode("latin-1") if as_text else mutated)
 
 
 @pytest.mark.parametrize("alg", TAMPER_ALGS)
@@ -108,7 +108,7 @@ def test_any_single_byte_insertion_is_refused(alg: str, data: Any) -> None:
     at = data.draw(st.integers(0, len(token)), label="position")
     new = data.draw(st.sampled_from(sorted(TOKEN_CHARS)) | st.integers(0, 255), label="byte")
 
-    _assert_refused(alg, token[:at] + bytes([new]) + token[at:])
+    assert_refused(alg, token[:at] + bytes([new]) + token[at:])
 
 
 @pytest.mark.parametrize("alg", TAMPER_ALGS)
@@ -119,7 +119,7 @@ def test_any_single_byte_deletion_is_refused(alg: str, data: Any) -> None:
     token = TOKENS[alg]
     at = data.draw(st.integers(0, len(token) - 1), label="position")
 
-    _assert_refused(alg, token[:at] + token[at + 1 :])
+    assert_refused(alg, token[:at] + token[at + 1 :])
 
 
 @pytest.mark.parametrize("alg", TAMPER_ALGS)
@@ -272,7 +272,7 @@ def _sign(alg: str, header: bytes, payload: bytes) -> str:
 @given(token=st.binary(max_size=600) | st.text(max_size=300))
 def test_random_bytes_and_text_raise_only_token_errors(alg: str, token: bytes | str) -> None:
     """Whatever a client sends, callers must only ever have to catch TokenError."""
-    _only_token_errors(alg, token)
+    assert_only_token_errors(alg, token)
 
 
 @pytest.mark.parametrize("alg", ["HS256", "EdDSA"])
@@ -280,7 +280,7 @@ def test_random_bytes_and_text_raise_only_token_errors(alg: str, token: bytes | 
 @given(segments=st.lists(st.text(ALPHABET, max_size=120), min_size=1, max_size=5))
 def test_random_base64url_segments_raise_only_token_errors(alg: str, segments: list[str]) -> None:
     """Well-shaped but meaningless segments must end in TokenError, not a codec crash."""
-    _only_token_errors(alg, ".".join(segments))
+    assert_only_token_errors(alg, ".".join(segments))
 
 
 @pytest.mark.parametrize("alg", ["HS256", "EdDSA"])
@@ -300,7 +300,7 @@ def test_signed_random_headers_and_claims_raise_only_token_errors(alg: str, data
     )
     payload = data.draw(_mostly(st.just(spell(claims)), st.binary(max_size=200)), label="payload")
 
-    _only_token_errors(alg, _sign(alg, spell(header), payload))
+    assert_only_token_errors(alg, _sign(alg, spell(header), payload))
 
 
 @pytest.mark.parametrize("alg", LAYER_ALGS)
@@ -318,7 +318,7 @@ def test_random_signatures_raise_only_token_errors(alg: str, data: Any) -> None:
     )
     token = signing_input + b"." + b64url_encode(signature)
 
-    _assert_refused(alg, token)
+    assert_refused(alg, token)
 
 
 # ---------------------------------------------------------------------------------------

@@ -671,7 +671,8 @@ def test_wrong_typ_is_refused(typ: Any) -> None:
 @pytest.mark.parametrize("typ", ["at+jwt", "application/at+jwt", "AT+JWT", "Application/At+Jwt"])
 def test_equivalent_typ_spellings_are_accepted(typ: str) -> None:
     """RFC 7515 §4.1.9: media types compare case-insensitively and may omit application/."""
-    boundary_for().verify(forge(header_for(typ=typ)))
+    claims = boundary_for().verify(forge(header_for(typ=typ)))
+    assert claims["iss"] == ISSUER
 
 
 # ---------------------------------------------------------------------------------------

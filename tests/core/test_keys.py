@@ -170,7 +170,8 @@ def test_rsa_1024_is_refused_from_pem_and_jwk() -> None:
 def test_rsa_2048_is_accepted() -> None:
     """2048 bits is the documented floor and must itself be usable."""
     key = SigningKey.from_pem(private_pem(rsa_key(2048)), alg="PS256")
-    verify(VerifyingKey.from_pem(public_pem(rsa_key(2048)), alg="PS256"), issue(key))
+    claims = verify(VerifyingKey.from_pem(public_pem(rsa_key(2048)), alg="PS256"), issue(key))
+    assert claims["iss"] == ISSUER
 
 
 @pytest.mark.parametrize(
@@ -366,7 +367,8 @@ def test_jwk_key_ops_allowing_the_operation_is_accepted() -> None:
     """Keys that do declare sign/verify must keep working."""
     private = dict(key_for("EdDSA").export_private_jwk(), key_ops=["sign", "verify"])
     public = dict(key_for("EdDSA").to_public_jwk(), key_ops=["verify"])
-    verify(VerifyingKey.from_jwk(public), issue(SigningKey.from_jwk(private)))
+    claims = verify(VerifyingKey.from_jwk(public), issue(SigningKey.from_jwk(private)))
+    assert claims["aud"] == AUDIENCE
 
 
 # ---------------------------------------------------------------------------------------
