@@ -17,6 +17,7 @@ from sqlalchemy import Executable, RowMapping
 from sqlalchemy.exc import DBAPIError
 
 from .._core.invalidation import encode_invalidation
+from ..errors import ConfigurationError
 from . import _revocation as rv
 from . import _statements as st
 from .base import AuditRecord, Cohort, RevocationResult, UnknownUserError
@@ -28,13 +29,19 @@ __all__ = [
     "Op",
     "Rows",
     "audit_log",
+    "check_batch_size",
+    "count_rewrap",
+    "describe_rewrap",
     "ensure",
     "load",
     "revoke",
     "revoke_cohort",
     "revoke_many",
     "revoke_user",
+    "rewrap_batch",
 ]
+
+REWRAP_KIND = "kek_rewrap"
 
 T = TypeVar("T")
 Rows = Sequence[RowMapping]
@@ -225,6 +232,58 @@ def revoke_cohort(
         reason=reason,
         dry_run=dry_run,
     )
+
+
+def check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigurationError("batch_size must be a positive integer")
+
+
+def rewrap_batch(ctx: st.Context, batch_size: int, *, actor: str | None) -> Job[int]:
+    """Move up to ``batch_size`` secrets to the primary KEK; one transaction, one audit row.
+
+    Returns how many moved (0: nothing left). The user key is unchanged, so there is no
+    version bump, no NOTIFY and no listener call. A secret that does not open raises
+    :class:`~sjti.errors.UnwrapError` and the whole batch rolls back (fail closed).
+    """
+
+    def plan() -> Plan[int]:
+        rows = yield Fetch(st.select_rewrap(ctx, batch_size))
+        if not rows:
+            return 0
+        params = []
+        for row in rows:
+            user_id = str(row["user_id"])
+            secret = rv.open_secret(ctx.ring, user_id, row["wrapped"], row.get("kek_id"))
+            params.append(st.rewrap_params(ctx, row["user_id"], ctx.ring.wrap(user_id, secret)))
+        yield Execute(st.rewrap(ctx), params)
+        yield Fetch(
+            st.insert_audit(
+                ctx,
+                at=ctx.clock(),
+                actor=actor,
+                reason=None,
+                kind=REWRAP_KIND,
+                count=len(params),
+                detail=describe_rewrap(ctx),
+            )
+        )
+        return len(params)
+
+    return _write(ctx, plan())
+
+
+def describe_rewrap(ctx: st.Context) -> str:
+    """The audit detail: the KEK ids only, never key material."""
+    return f"to kek {ctx.ring.primary.kid}"
+
+
+def count_rewrap(ctx: st.Context, kek_id: str | None) -> Job[int]:
+    def plan() -> Plan[int]:
+        rows = yield Fetch(st.count_rewrap(ctx, kek_id))
+        return int(rows[0]["n"])
+
+    return _read(plan())
 
 
 def audit_log(ctx: st.Context, limit: int) -> Job[list[AuditRecord]]:

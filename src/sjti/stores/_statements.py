@@ -47,13 +47,17 @@ __all__ = [
     "begin_write",
     "build_context",
     "coerce_id",
+    "count_rewrap",
     "insert_audit",
     "insert_secret_if_absent",
     "notify",
+    "rewrap",
+    "rewrap_params",
     "rotate",
     "rotate_batches",
     "rotate_params",
     "select_audit",
+    "select_rewrap",
     "select_secret",
     "select_targets",
     "set_secret_if_null",
@@ -324,6 +328,76 @@ def rotate_params(
 
 def rotate_batches(params: Sequence[dict[str, object]]) -> Iterator[Sequence[dict[str, object]]]:
     return _chunks(params, ROTATE_BATCH)
+
+
+# -- KEK rotation (rewrap) ----------------------------------------------------------------
+
+
+def _under_other_kek(ctx: Context, kek_id: str | None) -> ColumnElement[bool]:
+    """Rows whose secret is not under the primary KEK (or, with ``kek_id``, under that one).
+
+    The owned table filters on its indexed ``kek_id`` column. The app layout has none: it
+    matches the text form's ``v1.<kek_id>.`` prefix (``autoescape``: ``_`` is a LIKE
+    wildcard and may appear in a KEK id). A malformed text matches "not the primary", so
+    it is picked up and fails to unwrap rather than being skipped.
+    """
+    t = ctx.target
+    primary = ctx.ring.primary.kid
+    if t.kek_id is not None:
+        return t.kek_id != primary if kek_id is None else t.kek_id == kek_id
+    if kek_id is None:
+        prefix = _text_prefix(primary)
+        return t.secret.is_not(None) & ~t.secret.startswith(prefix, autoescape=True)
+    return t.secret.startswith(_text_prefix(kek_id), autoescape=True)
+
+
+def _text_prefix(kek_id: str) -> str:
+    """``v1.<kek_id>.``: how every text form under that KEK starts (an empty blob's form)."""
+    return WrappedSecret(kek_id=kek_id, blob=b"").to_str()
+
+
+def select_rewrap(ctx: Context, limit: int) -> Select[Any]:
+    """The next ``limit`` rows to move to the primary KEK, locked, in id order.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so concurrent rewrap runs share the work and a
+    row a revocation holds is left for the next batch instead of waiting on it. SQLite
+    renders no lock clause; its ``BEGIN IMMEDIATE`` write transaction already holds the
+    database.
+    """
+    t = ctx.target
+    columns = [t.id.label("user_id"), t.secret.label("wrapped")]
+    if t.kek_id is not None:
+        columns.append(t.kek_id.label("kek_id"))
+    return (
+        select(*columns)
+        .where(_under_other_kek(ctx, None))
+        .order_by(t.id)
+        .limit(limit)
+        .with_for_update(of=t.table, skip_locked=ctx.dialect == "postgresql")
+    )
+
+
+def count_rewrap(ctx: Context, kek_id: str | None = None) -> Select[Any]:
+    """How many secrets are not under the primary KEK (with ``kek_id``: under that KEK)."""
+    t = ctx.target
+    return select(func.count().label("n")).select_from(t.table).where(_under_other_kek(ctx, kek_id))
+
+
+def rewrap(ctx: Context) -> Update:
+    """One executemany UPDATE moving secrets to the primary KEK: the user key, version and
+    rotated_at stay as they are (nobody is logged out). Parameters: :func:`rewrap_params`."""
+    t = ctx.target
+    values: dict[Column[Any], Any] = {t.secret: bindparam("b_secret", type_=t.secret.type)}
+    if t.kek_id is not None:
+        values[t.kek_id] = bindparam("b_kek", type_=t.kek_id.type)
+    return update(t.table).where(t.id == bindparam("b_id", type_=t.id.type)).values(values)
+
+
+def rewrap_params(ctx: Context, id_value: object, wrapped: WrappedSecret) -> dict[str, object]:
+    params: dict[str, object] = {"b_id": id_value, "b_secret": wrapped.to_str()}
+    if ctx.target.kek_id is not None:
+        params["b_kek"] = wrapped.kek_id
+    return params
 
 
 def notify(ctx: Context, message: str) -> Select[Any]:

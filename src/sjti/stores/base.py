@@ -20,7 +20,7 @@ Errors raised by stores::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Protocol
@@ -174,6 +174,15 @@ class SecretStore(Protocol):
     def add_listener(self, listener: RevocationListener) -> None:
         """Call ``listener`` after each committed revocation that changed any key."""
 
+    def rewrap(self, batch_size: int = 500, *, actor: str | None = None) -> Iterator[int]:
+        """KEK rotation: move every secret not under the ring's primary KEK to it.
+
+        Yields the count moved per batch; each batch is one transaction with one audit row
+        (kind ``kek_rewrap``). User keys, versions and rotated_at do not change, so nobody
+        is logged out and nothing is announced. Resumable: a later run moves what is left.
+        A secret that does not open raises :class:`~sjti.errors.UnwrapError`.
+        """
+
 
 class AsyncSecretStore(Protocol):
     """The same contract for asyncio callers. Listeners stay synchronous: keep them quick."""
@@ -209,3 +218,6 @@ class AsyncSecretStore(Protocol):
     async def audit_log(self, *, limit: int = 100) -> list[AuditRecord]: ...
 
     def add_listener(self, listener: RevocationListener) -> None: ...
+
+    def rewrap(self, batch_size: int = 500, *, actor: str | None = None) -> AsyncIterator[int]:
+        """``async for moved in store.rewrap(): ...`` (see :meth:`SecretStore.rewrap`)."""

@@ -8,13 +8,14 @@ versions, audit trail, listeners after the change) so the contract suite runs on
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .._core.binding import UserKey
 from .._core.wrapping import Kek, KekRing, WrappedSecret
+from ..errors import ConfigurationError
 from . import _revocation as rv
 from .base import (
     AsyncSecretStore,
@@ -136,7 +137,61 @@ class MemorySecretStore:
     def add_listener(self, listener: RevocationListener) -> None:
         self._listeners.append(listener)
 
-    # -- internals ----------------------------------------------------------------------
+    def rewrap(self, batch_size: int = 500, *, actor: str | None = None) -> Iterator[int]:
+        """Move secrets not under the primary KEK to it, ``batch_size`` at a time (in id
+        order), one audit row (kind ``kek_rewrap``) per batch; yields the count per batch.
+        A secret that does not open raises UnwrapError and its batch changes nothing."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigurationError("batch_size must be a positive integer")
+        return self._rewrap(batch_size, actor)
+
+    def rewrap_pending(self, kek_id: str | None = None) -> int:
+        """How many secrets are not under the primary KEK (``kek_id``: under that KEK)."""
+        with self._lock:
+            return sum(
+                1
+                for user in self._users.values()
+                if user.wrapped is not None
+                and (
+                    self._ring.needs_rewrap(user.wrapped)
+                    if kek_id is None
+                    else user.wrapped.kek_id == kek_id
+                )
+            )
+
+    # -- internals: KEK rotation -------------------------------------------------------
+
+    def _rewrap(self, batch_size: int, actor: str | None) -> Iterator[int]:
+        while moved := self._rewrap_batch(batch_size, actor):
+            yield moved
+
+    def _rewrap_batch(self, batch_size: int, actor: str | None) -> int:
+        with self._lock:
+            pending = sorted(
+                (uid, user.wrapped)
+                for uid, user in self._users.items()
+                if user.wrapped is not None and self._ring.needs_rewrap(user.wrapped)
+            )[:batch_size]
+            # All or nothing, like one SQL transaction: rewrap every one, then store them.
+            moved = {uid: self._ring.rewrap(uid, wrapped) for uid, wrapped in pending}
+            if not moved:
+                return 0
+            for uid, wrapped in moved.items():
+                self._users[uid].wrapped = wrapped
+            self._audit.append(
+                AuditRecord(
+                    id=len(self._audit) + 1,
+                    at=self._clock(),
+                    actor=actor,
+                    reason=None,
+                    kind="kek_rewrap",
+                    count=len(moved),
+                    detail=f"to kek {self._ring.primary.kid}",
+                )
+            )
+            return len(moved)
+
+    # -- internals: revocation ---------------------------------------------------------
 
     def _rotate(self, user_id: str, user: MemoryUser, now: datetime) -> WrappedSecret:
         user.wrapped = rv.new_wrapped(self._ring, user_id)
@@ -229,6 +284,14 @@ class SyncStoreAsAsync:
 
     def add_listener(self, listener: RevocationListener) -> None:
         self.sync.add_listener(listener)
+
+    def rewrap(self, batch_size: int = 500, *, actor: str | None = None) -> AsyncIterator[int]:
+        return _as_async(self.sync.rewrap(batch_size, actor=actor))  # checks arguments now
+
+
+async def _as_async(batches: Iterator[int]) -> AsyncIterator[int]:
+    for moved in batches:
+        yield moved
 
 
 class AsyncMemorySecretStore(SyncStoreAsAsync):

@@ -32,7 +32,7 @@ The statements and decisions are shared with :mod:`sjti.stores.sql_async`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar, cast
 
@@ -156,6 +156,25 @@ class SqlSecretStore:
 
     def add_listener(self, listener: RevocationListener) -> None:
         self._listeners.append(listener)
+
+    def rewrap(self, batch_size: int = 500, *, actor: str | None = None) -> Iterator[int]:
+        """Move every secret not under the ring's primary KEK to it, in batches.
+
+        Yields the count moved per batch; each batch is one committed transaction with one
+        audit row (kind ``kek_rewrap``). User keys do not change. Stopping early is safe:
+        a later run picks up what is left. A secret that does not open raises
+        :class:`~sjti.errors.UnwrapError` (its batch rolls back).
+        """
+        plans.check_batch_size(batch_size)
+        return self._rewrap(batch_size, actor)
+
+    def _rewrap(self, batch_size: int, actor: str | None) -> Iterator[int]:
+        while moved := self._run(plans.rewrap_batch(self._ctx, batch_size, actor=actor)):
+            yield moved
+
+    def rewrap_pending(self, kek_id: str | None = None) -> int:
+        """How many secrets are not under the primary KEK (``kek_id``: under that KEK)."""
+        return self._run(plans.count_rewrap(self._ctx, kek_id))
 
     def _revoked(self, job: plans.Job[RevocationResult]) -> RevocationResult:
         result = self._run(job)  # committed when this returns

@@ -11,7 +11,7 @@ same statements and plans (:mod:`sjti.stores._plans`); only the driving is async
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar, cast
 
@@ -128,6 +128,19 @@ class AsyncSqlSecretStore:
 
     def add_listener(self, listener: RevocationListener) -> None:
         self._listeners.append(listener)
+
+    def rewrap(self, batch_size: int = 500, *, actor: str | None = None) -> AsyncIterator[int]:
+        """As :meth:`sjti.stores.sql.SqlSecretStore.rewrap`: ``async for moved in ...``."""
+        plans.check_batch_size(batch_size)
+        return self._rewrap(batch_size, actor)
+
+    async def _rewrap(self, batch_size: int, actor: str | None) -> AsyncIterator[int]:
+        while moved := await self._run(plans.rewrap_batch(self._ctx, batch_size, actor=actor)):
+            yield moved
+
+    async def rewrap_pending(self, kek_id: str | None = None) -> int:
+        """How many secrets are not under the primary KEK (``kek_id``: under that KEK)."""
+        return await self._run(plans.count_rewrap(self._ctx, kek_id))
 
     async def _revoked(self, job: plans.Job[RevocationResult]) -> RevocationResult:
         result = await self._run(job)  # committed when this returns
