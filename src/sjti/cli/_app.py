@@ -100,6 +100,14 @@ def bench(ctx: typer.Context) -> None:
     raise typer.Exit(bench_main(list(ctx.args)))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def compare(ctx: typer.Context) -> None:
+    """Run sjti, epoch, denylist, session and plain through the same scenarios (--quick, --json)."""
+    from ..compare import main as compare_main
+
+    raise typer.Exit(compare_main(list(ctx.args)))
+
+
 @keys_app.command("new")
 def keys_new(
     out: Annotated[Path, typer.Option("--out", "-o", help="Key file to write (mode 0600).")],

@@ -1,0 +1,68 @@
+"""One result of the comparison: a strategy, a scenario, a verdict and maybe a number."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "CANNOT_FORGE",
+    "FORGES",
+    "PEERS",
+    "SCENARIOS",
+    "STRATEGIES",
+    "Cell",
+    "CompareError",
+    "is_alarm",
+]
+
+FORGES: Final = "forges"
+CANNOT_FORGE: Final = "cannot forge"
+BROKEN: Final = "BROKEN"
+UNCHECKED: Final = "ACCEPTS UNCHECKED"
+
+STRATEGIES: Final = ("sjti", "epoch", "denylist", "session", "plain")
+PEERS: Final = ("pyjwt", "joserfc")
+
+# id -> label, in table order.
+SCENARIOS: Final[dict[str, str]] = {
+    "logout_everywhere": "log out everywhere",
+    "revoke_one": "revoke one token",
+    "revoke_cohort": "revoke a 10% cohort (ms)",
+    "leak_db_copy": "leak: read-only DB copy",
+    "leak_app_key": "leak: app signing key",
+    "leak_db_copy_app_key": "leak: DB copy + app key",
+    "leak_db_copy_app_secrets": "leak: DB copy + app key + KEK",
+    "db_unavailable": "database unavailable",
+    "state_bytes": "state after U users x T tokens",
+    "round_trips": "DB round trips / verify",
+    "round_trips_user_row": "extra round trips, user row loaded",
+    "boundary_us": "boundary / decode (us)",
+    "verify_us": "full verify, SQLite (us)",
+    "revocation_latency": "revocation latency across nodes",
+}
+
+
+class CompareError(Exception):
+    """A scenario could not run as designed (a precheck failed); no verdict is given."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    strategy: str
+    scenario: str
+    verdict: str
+    value: float | int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "strategy": self.strategy,
+            "scenario": self.scenario,
+            "verdict": self.verdict,
+            "value": self.value,
+        }
+
+
+def is_alarm(cell: Cell) -> bool:
+    """A verdict that means the design (or its adapter) misbehaved."""
+    return cell.verdict.startswith(BROKEN) or UNCHECKED in cell.verdict

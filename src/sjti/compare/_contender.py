@@ -1,0 +1,62 @@
+"""The interface every contender implements, so each scenario runs them all alike.
+
+A contender is one revocation design wired to a real state store: it issues tokens,
+verifies them (DB-free boundary, then the full check against the store) and revokes.
+Every method that reads the store raises :class:`~sjti.errors.BackendError` when the store
+is gone, never accepts what it could not check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from sqlalchemy import Engine
+
+__all__ = ["Contender"]
+
+
+class Contender(Protocol):
+    """One strategy on one database."""
+
+    @property
+    def name(self) -> str:
+        """The strategy's registry name (``sjti``, ``epoch``...)."""
+        ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def needs_state(self) -> bool:
+        """False when the full check reads nothing (``plain``)."""
+        ...
+
+    def prepare(self) -> None:
+        """Create this contender's tables (idempotent)."""
+
+    def on(self, engine: Engine) -> Contender:
+        """The same design with the same application secrets, on another database."""
+        ...
+
+    def issue(self, users: Sequence[str]) -> list[str]:
+        """One new token per entry of ``users`` (repeat an id for several tokens)."""
+        ...
+
+    def check_boundary(self, token: str) -> None:
+        """The DB-free layer; raises :class:`~sjti.errors.TokenError` to refuse."""
+
+    def verify(self, token: str) -> str:
+        """Both layers, fetching the state from the store; the user id on success."""
+        ...
+
+    def verify_with_user_row(self, token: str) -> str:
+        """As the app does it: load the user's row (one statement) and check with it."""
+        ...
+
+    def revoke_users(self, users: Sequence[str]) -> None:
+        """Refuse every token issued so far to these users (a no-op where impossible)."""
+
+    def revoke_token(self, token: str) -> bool:
+        """Refuse this one token; False when the design has no per-token revocation."""
+        ...

@@ -1,0 +1,216 @@
+"""The scenarios: each runs one contender through one situation and returns its cell.
+
+Security cells come from executing the attack (:mod:`sjti.compare._attacks`) against the
+real verifier; capability cells from doing the revocation and checking which tokens the
+verifier still accepts; numbers from measuring. Nothing here is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SjtiError
+from . import _db
+from ._attacks import Loot, candidates
+from ._cells import BROKEN, CANNOT_FORGE, FORGES, UNCHECKED, Cell, CompareError
+from ._contender import Contender
+from ._measure import per_call_us
+from ._world import AppSecrets
+
+__all__ = ["LEAKS", "Size", "capability_cells", "leak_cell", "population_cells", "runtime_cells"]
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    """How big a run is: the population and the timing loops."""
+
+    users: int
+    tokens: int
+    loops: int
+
+
+def accepted(contender: Contender, token: str) -> bool:
+    """Whether the full verifier accepts ``token``; any refusal (or outage) is False."""
+    try:
+        contender.verify(token)
+    except SjtiError:
+        return False
+    return True
+
+
+def _expect_accepted(contender: Contender, tokens: Sequence[str], what: str) -> None:
+    if not all(accepted(contender, token) for token in tokens):
+        raise CompareError(f"{contender.name}: a fresh token was refused ({what})")
+
+
+def _cell(contender: Contender, scenario: str, verdict: str, value: float | None = None) -> Cell:
+    return Cell(contender.name, scenario, verdict, value)
+
+
+# --- revocation capability ----------------------------------------------------------------
+
+
+def _logout_everywhere(c: Contender) -> Cell:
+    user, other = "logout-user", "logout-other"
+    _db.add_app_users(c.engine, [user, other])
+    tokens, kept = c.issue([user, user, user]), c.issue([other])
+    _expect_accepted(c, [*tokens, *kept], "logout")
+    c.revoke_users([user])
+    refused = sum(not accepted(c, token) for token in tokens)
+    if not accepted(c, kept[0]):
+        return _cell(c, "logout_everywhere", f"{BROKEN}: another user was logged out")
+    if refused == len(tokens):
+        return _cell(c, "logout_everywhere", "yes")
+    if refused == 0:
+        return _cell(c, "logout_everywhere", "no")
+    return _cell(c, "logout_everywhere", f"{BROKEN}: {len(tokens) - refused} tokens survive")
+
+
+def _revoke_one(c: Contender) -> Cell:
+    user = "one-user"
+    _db.add_app_users(c.engine, [user])
+    target, sibling = c.issue([user, user])
+    _expect_accepted(c, [target, sibling], "revoke one")
+    if not c.revoke_token(target):
+        granularity = " (whole user only)" if c.needs_state else ""
+        return _cell(c, "revoke_one", f"no{granularity}")
+    if accepted(c, target):
+        return _cell(c, "revoke_one", f"{BROKEN}: the revoked token survives")
+    if not accepted(c, sibling):
+        return _cell(c, "revoke_one", f"{BROKEN}: the user's other token died too")
+    return _cell(c, "revoke_one", "yes")
+
+
+def _db_unavailable(c: Contender, scratch: Path) -> Cell:
+    """Point the state port at a database that cannot be opened; must never accept blind."""
+    user = "outage-user"
+    _db.add_app_users(c.engine, [user])
+    (token,) = c.issue([user])
+    _expect_accepted(c, [token], "outage")
+    dead = c.on(_db.dead_engine(scratch))
+    try:
+        dead.check_boundary(token)
+        boundary = "boundary ok"
+    except SjtiError:
+        boundary = "boundary fails"
+    try:
+        dead.verify(token)
+        user_layer = UNCHECKED if c.needs_state else "no user layer (accepts)"
+    except SjtiError:
+        user_layer = "user layer fails closed"
+    try:
+        dead.issue([user])
+        issuing = "issue ok"
+    except SjtiError:
+        issuing = "issue fails"
+    return _cell(c, "db_unavailable", f"{boundary}, {user_layer}, {issuing}")
+
+
+def capability_cells(c: Contender, scratch: Path) -> list[Cell]:
+    return [_logout_everywhere(c), _revoke_one(c), _db_unavailable(c, scratch)]
+
+
+# --- leaks: executed attacks --------------------------------------------------------------
+
+# scenario -> (DB copy, app signing/server key, KEK)
+LEAKS: dict[str, tuple[bool, bool, bool]] = {
+    "leak_db_copy": (True, False, False),
+    "leak_app_key": (False, True, False),
+    "leak_db_copy_app_key": (True, True, False),
+    "leak_db_copy_app_secrets": (True, True, True),
+}
+
+
+def leak_cell(c: Contender, app: AppSecrets, scenario: str, scratch: Path, db: Path) -> Cell:
+    """Give the attacker what ``scenario`` leaks; "forges" if the verifier takes any token."""
+    with_db, with_key, with_kek = LEAKS[scenario]
+    victim = f"victim-{scenario}"
+    _db.add_app_users(c.engine, [victim])
+    stolen, still_live = c.issue([victim, victim])
+    _expect_accepted(c, [stolen, still_live], scenario)
+    copy: Path | None = None
+    if with_db:  # the attacker's own copy of the file, taken after every commit
+        copy = scratch / f"{c.name}-{scenario}-copy.db"
+        shutil.copyfile(db, copy)
+    loot = Loot(
+        victim=victim,
+        db_copy=copy,
+        signing_secret=app.signing_secret if with_key else None,
+        session_secret=app.session_secret if with_key else None,
+        kek=app.kek if with_kek else None,
+        stolen=stolen,
+    )
+    forged = [t for t in candidates(c.name, loot) if t != stolen and accepted(c, t)]
+    return _cell(c, scenario, FORGES if forged else CANNOT_FORGE)
+
+
+# --- population: state size and cohort revocation -----------------------------------------
+
+
+def _human(size: int) -> str:
+    if size >= 1 << 20:
+        return f"{size / (1 << 20):.1f} MiB"
+    return f"{size / 1024:.0f} KiB"
+
+
+def population_cells(c: Contender, size: Size) -> list[Cell]:
+    """U users with T tokens each: bytes of state, then revoke every tenth user."""
+    users = [f"p{i:06d}" for i in range(size.users)]
+    _db.add_app_users(c.engine, users)
+    tokens = c.issue([user for user in users for _ in range(size.tokens)])
+    state, rows = _db.state_bytes(c.engine)
+    label = f"{size.users}x{size.tokens}: {_human(state)}, {rows} rows"
+    cells = [_cell(c, "state_bytes", label, state)]
+    cohort = users[::10]
+    hit = [tokens[i * size.tokens] for i in range(0, len(users), 10)][:100]
+    spared = [tokens[i * size.tokens] for i in range(1, len(users), 10)][:100]
+    _expect_accepted(c, hit + spared, "cohort")
+    start = time.perf_counter()
+    c.revoke_users(cohort)
+    ms = round((time.perf_counter() - start) * 1e3, 2)
+    refused = sum(not accepted(c, token) for token in hit)
+    if any(not accepted(c, token) for token in spared):
+        verdict, value = f"{BROKEN}: users outside the cohort were revoked", None
+    elif refused == 0:
+        verdict, value = "no", None
+    elif refused < len(hit):
+        verdict, value = f"{BROKEN}: {len(hit) - refused} revoked tokens survive", None
+    else:
+        verdict, value = f"{ms:.0f} ms ({len(cohort)} users)", ms
+    cells.append(_cell(c, "revoke_cohort", verdict, value))
+    return cells
+
+
+# --- round trips and cost -----------------------------------------------------------------
+
+
+def runtime_cells(c: Contender, size: Size) -> tuple[list[Cell], str]:
+    """Round trips counted on the engine, and µs per call; also returns a fresh token."""
+    user = "runtime-user"
+    _db.add_app_users(c.engine, [user])
+    (token,) = c.issue([user])
+    _expect_accepted(c, [token], "runtime")
+    counter = _db.RoundTripCounter(c.engine)
+    try:
+        trips = counter.measure(lambda: c.verify(token))
+        extra = counter.measure(lambda: c.verify_with_user_row(token)) - 1  # the app's own read
+    finally:
+        counter.close()
+    boundary = per_call_us(lambda: c.check_boundary(token), size.loops)
+    full = per_call_us(lambda: c.verify(token), max(1, size.loops // 4))
+    cells = [
+        _cell(c, "round_trips", str(trips), trips),
+        _cell(c, "round_trips_user_row", f"{extra} extra", extra),
+        _cell(c, "boundary_us", f"{boundary:.1f} us", boundary),
+        _cell(c, "verify_us", f"{full:.1f} us", full),
+        _cell(
+            c,
+            "revocation_latency",
+            "n.a. (see sjti bench propagation)" if c.needs_state else "not possible",
+        ),
+    ]
+    return cells, token
