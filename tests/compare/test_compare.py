@@ -1,7 +1,8 @@
 """``sjti compare``: every security verdict is executed, and the tests can fail.
 
-One small run feeds most tests; deliberately broken contenders (a session store that keeps
-the raw secret, an epoch port that fails open) prove the cells are computed, not typed.
+One small SQLite run feeds most tests; deliberately broken contenders (a session store that
+keeps the raw secret, an epoch port that fails open) prove the cells are computed, not
+typed. A small run on PostgreSQL + Redis (``service``) must give the same verdicts.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def _index(cells: Sequence[Cell]) -> Verdicts:
 @pytest.fixture(scope="module")
 def cells() -> Verdicts:
     return _index(run(SMALL).cells)
+
+
+@pytest.fixture(scope="module")
+def service_cells(postgres_url: str, redis_url: str) -> list[Cell]:
+    """The same small run on scratch PostgreSQL databases and Redis (no SQLite)."""
+    return list(run(SMALL, sqlite=False, postgres_url=postgres_url, redis_url=redis_url).cells)
 
 
 F, N = "forges", "cannot forge"
@@ -159,12 +166,13 @@ def test_fail_open_port_turns_the_outage_cell_red() -> None:
 
 
 def test_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--quick", "--json", "--users", "20", "--tokens", "1"]) == 0
+    assert main(["--quick", "--sqlite-only", "--json", "--users", "20", "--tokens", "1"]) == 0
     document = json.loads(capsys.readouterr().out)
     assert list(document) == ["cells"]
     seen = set()
     for cell in document["cells"]:
-        assert set(cell) == {"strategy", "scenario", "verdict", "value"}
+        assert set(cell) == {"strategy", "scenario", "verdict", "value", "backend"}
+        assert cell["backend"] == ("none" if cell["strategy"] in {"pyjwt", "joserfc"} else "sqlite")
         assert isinstance(cell["strategy"], str)
         assert cell["scenario"] in SCENARIOS
         assert isinstance(cell["verdict"], str)
@@ -175,10 +183,73 @@ def test_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_markdown_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     page = tmp_path / "comparison.md"
-    assert main(["--quick", "--users", "20", "--tokens", "1", "--output", str(page)]) == 0
+    argv = ["--quick", "--sqlite-only", "--users", "20", "--tokens", "1", "--output", str(page)]
+    assert main(argv) == 0
     table = capsys.readouterr().out
     assert table.startswith("| scenario | sjti | epoch | denylist | session | plain |")
     text = page.read_text(encoding="utf-8")
-    assert "sjti compare --quick" in text
+    assert "sjti compare --quick --sqlite-only" in text
     assert table in text
     assert "O(users)" in text
+
+
+def test_unreachable_postgres_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """No silent fallback to SQLite: a service that does not answer stops the run."""
+    argv = ["--quick", "--users", "10", "--tokens", "1", "--no-write"]
+    argv += ["--postgres-url", "postgresql+psycopg://nobody@127.0.0.1:1/none"]
+    assert main(argv) == 1
+    assert "--sqlite-only" in capsys.readouterr().err
+
+
+# --- PostgreSQL and Redis -------------------------------------------------------------------
+
+SECURITY = ("logout_everywhere", "revoke_one", "db_unavailable", *EXPECTED_LEAKS)
+NUMBERS = ("state_bytes", "round_trips", "round_trips_user_row", "verify_us", "revoke_cohort")
+
+
+@pytest.mark.service
+def test_services_give_the_sqlite_verdicts(cells: Verdicts, service_cells: list[Cell]) -> None:
+    """Every strategy on PostgreSQL, and the Redis deny-list, reach the verdicts SQLite
+    reaches: the attacks and revocations are executed again, not copied."""
+    seen = {(cell.strategy, cell.backend) for cell in service_cells}
+    assert seen == {(s, "pg") for s in STRATEGIES} | {("denylist", "redis")} | {
+        ("pyjwt", "none"),
+        ("joserfc", "none"),
+    }
+    for cell in service_cells:
+        if cell.scenario in SECURITY:
+            assert cell.verdict == cells[cell.strategy, cell.scenario].verdict, cell
+
+
+@pytest.mark.service
+def test_services_measure_state_and_round_trips(service_cells: list[Cell]) -> None:
+    by = {(c.strategy, c.backend, c.scenario): c for c in service_cells}
+    for strategy, backend in [*((s, "pg") for s in STRATEGIES), ("denylist", "redis")]:
+        for scenario in NUMBERS:
+            value = by[strategy, backend, scenario].value
+            if strategy == "plain" and scenario == "revoke_cohort":
+                assert value is None
+                continue
+            assert isinstance(value, int | float), (strategy, backend, scenario)
+            assert value >= 0
+    for name in ("sjti", "denylist", "session"):
+        assert by[name, "pg", "state_bytes"].value > 0  # type: ignore[operator]
+    assert f"{SMALL.users + 2} rows" in by["sjti", "pg", "state_bytes"].verdict
+    assert f"{SMALL.users} keys" in by["denylist", "redis", "state_bytes"].verdict
+    redis_state = by["denylist", "redis", "state_bytes"].value
+    assert isinstance(redis_state, int)
+    assert redis_state > 0
+    # counted, not assumed: one EXISTS alone; the app's user row plus the EXISTS
+    assert by["denylist", "redis", "round_trips"].value == 1
+    assert by["denylist", "redis", "round_trips_user_row"].value == 1
+    trips = {s: by[s, "pg", "round_trips"].value for s in STRATEGIES}
+    assert trips == {"sjti": 1, "epoch": 1, "denylist": 1, "session": 1, "plain": 0}
+
+
+@pytest.mark.service
+def test_services_table_has_a_column_per_backend(service_cells: list[Cell]) -> None:
+    from sjti.compare._report import render_table
+
+    header = render_table(service_cells).splitlines()[0]
+    assert header.startswith("| scenario | sjti (pg) | epoch (pg) |")
+    assert "| denylist (redis) | pyjwt | joserfc |" in header

@@ -3,16 +3,15 @@ verifier judge them. A verdict is "forges" when the verifier accepts one of them
 
 The attacker knows the code and the public facts (issuer, audience, the victim's id, the
 schemas) and holds exactly what :class:`Loot` says. It never touches the live database or
-the application's objects: it reads its own read-only copy of the file.
+the application's objects: it reads its own read-only copy (the rows of every table, or
+every Redis key's value), taken by :func:`sjti.compare._db.read_copy`.
 """
 
 from __future__ import annotations
 
 import secrets
-import sqlite3
-from contextlib import closing, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,6 +23,7 @@ from .._core.keys import SigningKey
 from .._core.strategies import SessionKey
 from .._core.wrapping import Kek, KekRing, WrappedSecret
 from ..errors import SjtiError
+from ._db import Dump
 from ._world import base_claims, now_ms, sign
 
 __all__ = ["Loot", "candidates"]
@@ -36,7 +36,7 @@ class Loot:
     """What the attacker holds, besides public knowledge."""
 
     victim: str
-    db_copy: Path | None = None
+    db_copy: Dump | None = None
     signing_secret: bytes | None = field(default=None, repr=False)
     session_secret: bytes | None = field(default=None, repr=False)
     kek: Kek | None = None
@@ -48,15 +48,18 @@ def candidates(strategy: str, loot: Loot) -> list[str]:
     return _session_tokens(loot) if strategy == "session" else _jwt_tokens(loot)
 
 
-def _rows(db_copy: Path | None, query: str, victim: str) -> list[tuple[Any, ...]]:
-    """Rows of the attacker's read-only copy; a table that is not there yields nothing."""
+def _rows(
+    db_copy: Dump | None, table: str, columns: tuple[str, ...], victim: str
+) -> list[tuple[Any, ...]]:
+    """``SELECT columns FROM table WHERE user_id = victim`` on the attacker's copy; a table
+    that is not there (this design keeps none) yields nothing."""
     if db_copy is None:
         return []
-    with closing(sqlite3.connect(f"file:{db_copy}?mode=ro", uri=True)) as conn:
-        try:
-            return conn.execute(query, (victim,)).fetchall()
-        except sqlite3.OperationalError:  # no such table: this design keeps none
-            return []
+    return [
+        tuple(row[name] for name in columns)
+        for row in db_copy.get(table, [])
+        if row.get("user_id") == victim
+    ]
 
 
 # --- JWTs ---------------------------------------------------------------------------------
@@ -65,9 +68,8 @@ def _rows(db_copy: Path | None, query: str, victim: str) -> list[tuple[Any, ...]
 def _user_keys(loot: Loot) -> list[UserKey]:
     """Candidate sjti user keys: from the copy (opened with the KEK if held) and a guess."""
     found = [UserKey.generate()]
-    query = "SELECT wrapped_secret FROM sjti_user_secrets WHERE user_id = ?"
     ring = KekRing([loot.kek]) if loot.kek is not None else None
-    for (text,) in _rows(loot.db_copy, query, loot.victim):
+    for (text,) in _rows(loot.db_copy, "sjti_user_secrets", ("wrapped_secret",), loot.victim):
         if ring is not None:
             with suppress(SjtiError):
                 found.append(UserKey(ring.unwrap(loot.victim, WrappedSecret.from_str(text))))
@@ -122,8 +124,8 @@ def _session_tokens(loot: Loot) -> list[str]:
         if loot.session_secret is not None
         else SessionKey.generate()  # a guess
     )
-    query = "SELECT id, verifier FROM cmp_session WHERE user_id = ?"
-    pairs = [(bytes(i), bytes(v)) for i, v in _rows(loot.db_copy, query, loot.victim)]
+    found = _rows(loot.db_copy, "cmp_session", ("id", "verifier"), loot.victim)
+    pairs = [(bytes(i), bytes(v)) for i, v in found]
     pairs.append((secrets.token_bytes(16), secrets.token_bytes(32)))
     tokens = []
     for session_id, secret in pairs:

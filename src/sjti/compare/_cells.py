@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "BACKENDS",
     "CANNOT_FORGE",
     "FORGES",
     "PEERS",
+    "PEER_BACKEND",
     "SCENARIOS",
     "STRATEGIES",
     "Cell",
@@ -22,6 +24,8 @@ BROKEN: Final = "BROKEN"
 UNCHECKED: Final = "ACCEPTS UNCHECKED"
 
 STRATEGIES: Final = ("sjti", "epoch", "denylist", "session", "plain")
+BACKENDS: Final = ("sqlite", "pg", "redis")
+PEER_BACKEND: Final = "none"
 PEERS: Final = ("pyjwt", "joserfc")
 
 # id -> label, in table order.
@@ -38,7 +42,7 @@ SCENARIOS: Final[dict[str, str]] = {
     "round_trips": "DB round trips / verify",
     "round_trips_user_row": "extra round trips, user row loaded",
     "boundary_us": "boundary / decode (us)",
-    "verify_us": "full verify, SQLite (us)",
+    "verify_us": "full verify (us)",
     "revocation_latency": "revocation latency across nodes",
 }
 
@@ -53,6 +57,7 @@ class Cell:
     scenario: str
     verdict: str
     value: float | int | None = None
+    backend: str = "sqlite"  # where the state lives: sqlite, pg, redis; "none" for peers
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -60,6 +65,7 @@ class Cell:
             "scenario": self.scenario,
             "verdict": self.verdict,
             "value": self.value,
+            "backend": self.backend,
         }
 
 

@@ -9,9 +9,12 @@ is gone, never accepts what it could not check.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import Engine
+
+from ._db import Dump
 
 __all__ = ["Contender"]
 
@@ -25,7 +28,14 @@ class Contender(Protocol):
         ...
 
     @property
-    def engine(self) -> Engine: ...
+    def backend(self) -> str:
+        """Where the revocation state lives: ``sqlite``, ``pg`` or ``redis``."""
+        ...
+
+    @property
+    def engine(self) -> Engine:
+        """The SQL database (state, and the app's ``app_users`` table)."""
+        ...
 
     @property
     def needs_state(self) -> bool:
@@ -36,7 +46,20 @@ class Contender(Protocol):
         """Create this contender's tables (idempotent)."""
 
     def on(self, engine: Engine) -> Contender:
-        """The same design with the same application secrets, on another database."""
+        """The same design with the same application secrets, on another database (a
+        design keeping its state outside SQL also loses that store: the outage case)."""
+        ...
+
+    def state_size(self) -> tuple[int, str]:
+        """Bytes of revocation state, measured, and what they hold ("300 rows")."""
+        ...
+
+    def read_copy(self, scratch: Path) -> Dump:
+        """A read-only copy of everything the stores hold (the attacker's loot)."""
+        ...
+
+    def commands_sent(self) -> int:
+        """Commands sent so far to a non-SQL store (counted by a wrapped client); else 0."""
         ...
 
     def issue(self, users: Sequence[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""The JWT contenders: ``sjti``, ``epoch``, ``denylist`` and ``plain`` on SQL stores.
+"""The JWT contenders: ``sjti``, ``epoch``, ``denylist`` and ``plain`` on SQL stores
+(SQLite or PostgreSQL; the Redis deny-list is in :mod:`sjti.compare._redis_contender`).
 
 Each wraps a pure strategy from :mod:`sjti._core.strategies` with a small state port:
 ``sjti`` uses the real :class:`~sjti.stores.sql.SqlSecretStore` (keys wrapped under the
@@ -8,6 +9,7 @@ KEK), the others use the tables in :mod:`sjti.compare._db`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import Engine, delete, insert, select
@@ -52,6 +54,10 @@ class _JwtContender:
         return self.strategy.name
 
     @property
+    def backend(self) -> str:
+        return _db.backend_of(self._engine)
+
+    @property
     def engine(self) -> Engine:
         return self._engine
 
@@ -61,6 +67,16 @@ class _JwtContender:
 
     def on(self, engine: Engine) -> Contender:
         return type(self)(engine, self._app)
+
+    def state_size(self) -> tuple[int, str]:
+        size, rows = _db.state_bytes(self._engine)
+        return size, f"{rows} rows"
+
+    def read_copy(self, scratch: Path) -> _db.Dump:
+        return _db.read_copy(self._engine, scratch)
+
+    def commands_sent(self) -> int:
+        return 0
 
     def issue(self, users: Sequence[str]) -> list[str]:
         at = now_ms()
@@ -235,7 +251,7 @@ class DenylistContender(_JwtContender):
                 query = select(live.c.jti, live.c.expires_s).where(live.c.user_id.in_(part))
                 rows = [{"jti": r.jti, "expires_s": r.expires_s} for r in conn.execute(query)]
                 if rows:
-                    conn.execute(insert(_db.DENYLIST).prefix_with("OR IGNORE"), rows)
+                    conn.execute(_db.insert_ignore(self._engine, _db.DENYLIST), rows)
                 conn.execute(delete(live).where(live.c.user_id.in_(part)))
 
     def revoke_token(self, token: str) -> bool:
@@ -244,7 +260,7 @@ class DenylistContender(_JwtContender):
         expires = DenylistStrategy().retain_until(claims)
         with _db.guarded(), self._engine.begin() as conn:
             conn.execute(
-                insert(_db.DENYLIST).prefix_with("OR IGNORE"), [{"jti": jti, "expires_s": expires}]
+                _db.insert_ignore(self._engine, _db.DENYLIST), [{"jti": jti, "expires_s": expires}]
             )
             conn.execute(delete(_db.LIVE_JTIS).where(_db.LIVE_JTIS.c.jti == jti))
         return True

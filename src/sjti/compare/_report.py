@@ -4,40 +4,72 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._cells import CANNOT_FORGE, FORGES, PEERS, SCENARIOS, STRATEGIES, Cell
+from ._cells import (
+    BACKENDS,
+    CANNOT_FORGE,
+    FORGES,
+    PEER_BACKEND,
+    PEERS,
+    SCENARIOS,
+    STRATEGIES,
+    Cell,
+)
 from ._run import Comparison
 
 __all__ = ["render_markdown", "render_table"]
 
+Column = tuple[str, str]  # (strategy, backend)
 
-def _columns(cells: Sequence[Cell]) -> list[str]:
-    present = {cell.strategy for cell in cells}
-    known = [name for name in (*STRATEGIES, *PEERS) if name in present]
-    return known + sorted(present - set(known))
+
+def _columns(cells: Sequence[Cell]) -> list[Column]:
+    """Backends in order, strategies in order within each, then the peers."""
+    present = {(cell.strategy, cell.backend) for cell in cells}
+    backends = [*BACKENDS, PEER_BACKEND]
+    backends += sorted({backend for _, backend in present} - set(backends))
+    names = [*STRATEGIES, *PEERS]
+    names += sorted({name for name, _ in present} - set(names))
+    return [(name, backend) for backend in backends for name in names if (name, backend) in present]
+
+
+def _labeller(cells: Sequence[Cell]) -> dict[Column, str]:
+    """``sjti`` when one backend ran, ``sjti (pg)`` when several did; peers plain."""
+    columns = _columns(cells)
+    several = len({backend for _, backend in columns if backend != PEER_BACKEND}) > 1
+    return {
+        (name, backend): f"{name} ({backend})" if several and backend != PEER_BACKEND else name
+        for name, backend in columns
+    }
 
 
 def render_table(cells: Sequence[Cell]) -> str:
-    """A Markdown table: one row per scenario, one column per strategy ("-": not run)."""
-    columns = _columns(cells)
-    verdicts = {(cell.strategy, cell.scenario): cell.verdict for cell in cells}
+    """A Markdown table: one row per scenario, one column per strategy and backend ("-":
+    not run)."""
+    labels = _labeller(cells)
+    verdicts = {(cell.strategy, cell.backend, cell.scenario): cell.verdict for cell in cells}
     lines = [
-        "| scenario | " + " | ".join(columns) + " |",
-        "|---" * (len(columns) + 1) + "|",
+        "| scenario | " + " | ".join(labels.values()) + " |",
+        "|---" * (len(labels) + 1) + "|",
     ]
     for scenario, label in SCENARIOS.items():
         if not any(cell.scenario == scenario for cell in cells):
             continue
-        row = [verdicts.get((name, scenario), "-") for name in columns]
+        row = [verdicts.get((name, backend, scenario), "-") for name, backend in labels]
         lines.append(f"| {label} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
 def _who(cells: Sequence[Cell], scenario: str, verdict: str) -> str:
-    names = [c.strategy for c in cells if c.scenario == scenario and c.verdict == verdict]
+    labels = _labeller(cells)
+    names = [
+        labels[c.strategy, c.backend]
+        for c in cells
+        if c.scenario == scenario and c.verdict == verdict
+    ]
     return ", ".join(f"`{name}`" for name in names) or "none"
 
 
 def _value(cells: Sequence[Cell], strategy: str, scenario: str) -> float | None:
+    """The first backend's value (SQLite when it ran)."""
     for cell in cells:
         if (cell.strategy, cell.scenario) == (strategy, scenario) and cell.value is not None:
             return float(cell.value)
@@ -67,9 +99,11 @@ def _reading(result: Comparison) -> list[str]:
         "a read-only dump authenticates nobody, while `sjti`'s wrapping only holds as long "
         "as the KEK stays out of the attacker's hands."
     )
-    state = {name: _value(cells, name, "state_bytes") for name in STRATEGIES}
+    labels = _labeller(cells)
     shown = ", ".join(
-        f"`{name}` {int(value):,} B" for name, value in state.items() if value is not None
+        f"`{labels[c.strategy, c.backend]}` {int(c.value):,} B"
+        for c in cells
+        if c.scenario == "state_bytes" and c.value is not None
     )
     lines.append(
         f"* **State** after {size.users:,} users x {size.tokens} tokens: {shown}. `sjti` "
@@ -84,11 +118,14 @@ def _reading(result: Comparison) -> list[str]:
         "(0 extra, counted), `denylist` and `session` still need their own read (1 extra). "
         "The boundary layer of every design reads nothing."
     )
-    closed = [c.strategy for c in cells if c.scenario == "db_unavailable" and "closed" in c.verdict]
+    closed = sorted(
+        {c.strategy for c in cells if c.scenario == "db_unavailable" and "closed" in c.verdict},
+        key=lambda name: (*STRATEGIES, name).index(name),
+    )
     lines.append(
         "* **Database down**: the boundary still drops forged and expired tokens; the user "
-        f"layer fails closed for {', '.join(f'`{n}`' for n in closed) or 'none'}. Only "
-        "`epoch` and `plain` can still issue tokens."
+        f"layer fails closed for {', '.join(f'`{n}`' for n in closed) or 'none'} (on every "
+        "backend run). Only `epoch` and `plain` can still issue tokens."
     )
     ours = _value(cells, "sjti", "boundary_us")
     peers = [(n, _value(cells, n, "boundary_us")) for n in PEERS]
@@ -98,7 +135,8 @@ def _reading(result: Comparison) -> list[str]:
             f"* **Cost**: the sjti boundary check takes {ours:.1f} us against a plain decode "
             f"by {peer_text} on the same token; the user layer's MAC adds microseconds, the "
             "database read (if not already made) costs far more. Full-verify numbers include "
-            "SQLAlchemy's per-call connection checkout on SQLite."
+            "SQLAlchemy's per-call connection checkout (and, on PostgreSQL, the network "
+            "round trips over localhost)."
         )
     lines.append(
         "* **Where each loses**: `sjti` cannot revoke one token and falls to a full app "
@@ -110,9 +148,25 @@ def _reading(result: Comparison) -> list[str]:
     return lines
 
 
+_STORES = {
+    "sqlite": "SQLite files",
+    "pg": "scratch PostgreSQL databases",
+    "redis": "Redis (the deny-list; the app's users table in SQL)",
+}
+_SIZES = {
+    "sqlite": "SQLite's `dbstat` (tables and indexes)",
+    "pg": "PostgreSQL's `pg_total_relation_size` (heap, indexes, TOAST)",
+    "redis": "Redis `MEMORY USAGE` of every key, summed",
+}
+
+
 def render_markdown(result: Comparison, command: str) -> str:
     """The page written to ``docs/comparison.md``."""
     machine = "\n".join(f"- {key}: {value}" for key, value in result.machine.items())
+    stores = ", ".join(_STORES[b] for b in result.backends if b in _STORES) or "no store"
+    sizes = "; ".join(_SIZES[b] for b in result.backends if b in _SIZES)
+    missing = [name for name in ("pg", "redis") if name not in result.backends]
+    not_here = "PostgreSQL and Redis stores (run without `--sqlite-only`), and " if missing else ""
     return "\n".join(
         [
             "# Revocation designs compared",
@@ -123,25 +177,27 @@ def render_markdown(result: Comparison, command: str) -> str:
             command,
             "```",
             "",
-            f"Run: {result.size.users:,} users x {result.size.tokens} tokens per strategy, "
-            f"SQLite files, {result.seconds} s in total. Machine:",
+            f"Run: {result.size.users:,} users x {result.size.tokens} tokens per strategy "
+            f"and backend, on {stores}, {result.seconds} s in total. Machine:",
             "",
             machine,
             "",
             "Every security cell is the outcome of an executed attack: the attacker builds "
-            "tokens from exactly what it holds (a read-only copy of the SQLite file, the "
-            "application signing key or session server key, the KEK) and the real verifier "
+            "tokens from exactly what it holds (a read-only copy of the store: the SQLite "
+            "file, every PostgreSQL table read with `SELECT *`, every Redis key's value; the "
+            "application signing key or session server key; the KEK) and the real verifier "
             "judges them. Round trips are counted with SQLAlchemy `before_cursor_execute` "
-            "events; sizes are measured with SQLite's `dbstat` (tables and indexes, the "
-            "application's own users table excluded).",
+            "events, and for Redis by a client that counts the commands it sends (a "
+            f"pipeline counts once); sizes are measured with {sizes} (the application's own "
+            "users table excluded).",
             "",
             render_table(result.cells),
             "## Reading",
             "",
             *_reading(result),
             "",
-            "Not yet measured here: PostgreSQL and Redis stores, and revocation latency across "
-            "nodes (see `sjti bench`, which measures propagation over the bus).",
+            f"Not measured here: {not_here}revocation latency across nodes (see `sjti bench`, "
+            "which measures propagation over the bus).",
             "",
         ]
     )

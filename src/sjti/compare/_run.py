@@ -1,13 +1,16 @@
-"""Run every scenario for every contender on scratch SQLite files; collect the cells."""
+"""Run every scenario for every contender on scratch SQLite files, scratch PostgreSQL
+databases and (for the deny-list) Redis; collect the cells."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import platform
 import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -15,10 +18,11 @@ from typing import Final
 from sqlalchemy import Engine
 
 from . import _db
-from ._cells import SCENARIOS, Cell
+from ._cells import PEER_BACKEND, SCENARIOS, Cell
 from ._contender import Contender
 from ._jwt_contenders import DenylistContender, EpochContender, PlainContender, SjtiContender
 from ._measure import peer_cells
+from ._redis_contender import CountingRedis, RedisDenylistContender
 from ._scenarios import (
     LEAKS,
     Size,
@@ -27,6 +31,7 @@ from ._scenarios import (
     population_cells,
     runtime_cells,
 )
+from ._services import postgres_databases, redis_client
 from ._session_contender import SessionContender
 from ._world import AppSecrets
 
@@ -51,33 +56,39 @@ class Comparison:
     size: Size
     machine: dict[str, str]
     seconds: float
+    backends: tuple[str, ...] = field(default=("sqlite",))
 
     def to_json(self) -> dict[str, object]:
         return {"cells": [cell.to_json() for cell in self.cells]}
 
 
-def machine() -> dict[str, str]:
-    """What the numbers were measured on."""
+def machine(services: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What the numbers were measured on (and the service versions, when used)."""
     return {
         "platform": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "cpu": platform.processor() or platform.machine(),
         "sqlite": sqlite3.sqlite_version,
+        **(services or {}),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
 def _one(
-    name: str, factory: ContenderFactory, app: AppSecrets, size: Size, scratch: Path
+    name: str,
+    factory: ContenderFactory,
+    app: AppSecrets,
+    size: Size,
+    scratch: Path,
+    engines: Callable[[str], Engine],
 ) -> tuple[list[Cell], str]:
     """Every scenario for one contender: a small database, then a population database."""
-    path = scratch / f"{name}.db"
-    contender = factory(_db.sqlite_engine(path), app)
-    population = factory(_db.sqlite_engine(scratch / f"{name}-population.db"), app)
+    contender = factory(engines(name), app)
+    population = factory(engines(f"{name}-population"), app)
     try:
         contender.prepare()
         cells = capability_cells(contender, scratch)
-        cells += [leak_cell(contender, app, leak, scratch, path) for leak in LEAKS]
+        cells += [leak_cell(contender, app, leak, scratch) for leak in LEAKS]
         runtime, token = runtime_cells(contender, size)
         population.prepare()
         cells += runtime + population_cells(population, size)
@@ -87,27 +98,76 @@ def _one(
     return cells, token
 
 
+def _prefixed(engines: Callable[[str], Engine], backend: str, name: str) -> Engine:
+    return engines(f"{backend}-{name}")
+
+
+def _redis_factory(client: CountingRedis, prefix: str) -> ContenderFactory:
+    """The Redis deny-list; each contender built gets its own key prefix."""
+    made = iter(range(1_000_000))
+
+    def factory(engine: Engine, app: AppSecrets) -> Contender:
+        return RedisDenylistContender(engine, app, client=client, prefix=f"{prefix}{next(made)}:")
+
+    return factory
+
+
 def run(
     size: Size,
     *,
     contenders: Mapping[str, ContenderFactory] = CONTENDERS,
     peers: bool = True,
     scratch: Path | None = None,
+    sqlite: bool = True,
+    postgres_url: str | None = None,
+    redis_url: str | None = None,
 ) -> Comparison:
-    """All cells, ordered by strategy then scenario. ``scratch`` keeps the databases."""
+    """All cells, ordered by scenario, then backend and strategy as run.
+
+    ``sqlite``: every contender on SQLite files. ``postgres_url``: every contender again,
+    each on scratch PostgreSQL databases of that server. ``redis_url``: the deny-list with
+    its state in Redis (when ``contenders`` has ``denylist``; the app's users table on
+    PostgreSQL if given, else SQLite). ``scratch`` keeps the SQLite files.
+    """
     start = time.perf_counter()
     app = AppSecrets()
     cells: list[Cell] = []
-    with tempfile.TemporaryDirectory(prefix="sjti-compare-") as tmp:
+    services: dict[str, str] = {}
+    backends: list[str] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="sjti-compare-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         where = scratch or Path(tmp)
         where.mkdir(parents=True, exist_ok=True)
+
+        def sqlite_files(name: str) -> Engine:
+            return _db.sqlite_engine(where / f"{name}.db")
+
+        plan: list[tuple[str, Mapping[str, ContenderFactory], Callable[[str], Engine]]] = []
+        if sqlite:
+            plan.append(("sqlite", contenders, sqlite_files))
+        app_engines: Callable[[str], Engine] = sqlite_files
+        if postgres_url is not None:
+            app_engines = postgres_databases(stack, postgres_url, services)
+            plan.append(("pg", contenders, app_engines))
+        if redis_url is not None and "denylist" in contenders:
+            client, prefix = redis_client(stack, redis_url, services)
+            plan.append(("redis", {"denylist": _redis_factory(client, prefix)}, app_engines))
         sjti_token = None
-        for name, factory in contenders.items():
-            found, token = _one(name, factory, app, size, where)
-            cells += found
-            sjti_token = token if name == "sjti" else sjti_token
+        for backend, group, engines in plan:
+            backends.append(backend)
+            for name, factory in group.items():
+                named = functools.partial(_prefixed, engines, backend)
+                found, token = _one(name, factory, app, size, where, named)
+                cells += found
+                sjti_token = token if name == "sjti" and sjti_token is None else sjti_token
         if peers and sjti_token is not None:
-            cells += peer_cells(sjti_token, app.signing_secret, size.loops)
+            cells += [
+                Cell(c.strategy, c.scenario, c.verdict, c.value, PEER_BACKEND)
+                for c in peer_cells(sjti_token, app.signing_secret, size.loops)
+            ]
     order = list(SCENARIOS)
     cells.sort(key=lambda cell: order.index(cell.scenario))
-    return Comparison(tuple(cells), size, machine(), round(time.perf_counter() - start, 1))
+    seconds = round(time.perf_counter() - start, 1)
+    return Comparison(tuple(cells), size, machine(services), seconds, tuple(backends))

@@ -7,7 +7,6 @@ verifier still accepts; numbers from measuring. Nothing here is typed in by hand
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ def _expect_accepted(contender: Contender, tokens: Sequence[str], what: str) -> 
 
 
 def _cell(contender: Contender, scenario: str, verdict: str, value: float | None = None) -> Cell:
-    return Cell(contender.name, scenario, verdict, value)
+    return Cell(contender.name, scenario, verdict, value, contender.backend)
 
 
 # --- revocation capability ----------------------------------------------------------------
@@ -91,7 +90,7 @@ def _db_unavailable(c: Contender, scratch: Path) -> Cell:
     _db.add_app_users(c.engine, [user])
     (token,) = c.issue([user])
     _expect_accepted(c, [token], "outage")
-    dead = c.on(_db.dead_engine(scratch))
+    dead = c.on(_db.dead_engine(c.engine, scratch))
     try:
         dead.check_boundary(token)
         boundary = "boundary ok"
@@ -125,17 +124,15 @@ LEAKS: dict[str, tuple[bool, bool, bool]] = {
 }
 
 
-def leak_cell(c: Contender, app: AppSecrets, scenario: str, scratch: Path, db: Path) -> Cell:
+def leak_cell(c: Contender, app: AppSecrets, scenario: str, scratch: Path) -> Cell:
     """Give the attacker what ``scenario`` leaks; "forges" if the verifier takes any token."""
     with_db, with_key, with_kek = LEAKS[scenario]
     victim = f"victim-{scenario}"
     _db.add_app_users(c.engine, [victim])
     stolen, still_live = c.issue([victim, victim])
     _expect_accepted(c, [stolen, still_live], scenario)
-    copy: Path | None = None
-    if with_db:  # the attacker's own copy of the file, taken after every commit
-        copy = scratch / f"{c.name}-{scenario}-copy.db"
-        shutil.copyfile(db, copy)
+    # the attacker's own read-only copy of the stores, taken after every commit
+    copy = c.read_copy(scratch) if with_db else None
     loot = Loot(
         victim=victim,
         db_copy=copy,
@@ -162,8 +159,8 @@ def population_cells(c: Contender, size: Size) -> list[Cell]:
     users = [f"p{i:06d}" for i in range(size.users)]
     _db.add_app_users(c.engine, users)
     tokens = c.issue([user for user in users for _ in range(size.tokens)])
-    state, rows = _db.state_bytes(c.engine)
-    label = f"{size.users}x{size.tokens}: {_human(state)}, {rows} rows"
+    state, holds = c.state_size()
+    label = f"{size.users}x{size.tokens}: {_human(state)}, {holds}"
     cells = [_cell(c, "state_bytes", label, state)]
     cohort = users[::10]
     hit = [tokens[i * size.tokens] for i in range(0, len(users), 10)][:100]
@@ -194,7 +191,7 @@ def runtime_cells(c: Contender, size: Size) -> tuple[list[Cell], str]:
     _db.add_app_users(c.engine, [user])
     (token,) = c.issue([user])
     _expect_accepted(c, [token], "runtime")
-    counter = _db.RoundTripCounter(c.engine)
+    counter = _db.RoundTripCounter(c.engine, c.commands_sent)
     try:
         trips = counter.measure(lambda: c.verify(token))
         extra = counter.measure(lambda: c.verify_with_user_row(token)) - 1  # the app's own read

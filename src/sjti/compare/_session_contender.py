@@ -8,6 +8,7 @@ that the read-only-leak cells are computed, not typed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy import Engine, insert, select, update
 
@@ -37,8 +38,22 @@ class SessionContender:
         return self.strategy.name
 
     @property
+    def backend(self) -> str:
+        return _db.backend_of(self._engine)
+
+    @property
     def engine(self) -> Engine:
         return self._engine
+
+    def state_size(self) -> tuple[int, str]:
+        size, rows = _db.state_bytes(self._engine)
+        return size, f"{rows} rows"
+
+    def read_copy(self, scratch: Path) -> _db.Dump:
+        return _db.read_copy(self._engine, scratch)
+
+    def commands_sent(self) -> int:
+        return 0
 
     @property
     def needs_state(self) -> bool:
