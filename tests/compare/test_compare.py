@@ -8,6 +8,7 @@ typed. A small run on PostgreSQL + Redis (``service``) must give the same verdic
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,37 @@ def test_peers_and_timings_present(cells: Verdicts) -> None:
     assert cells["plain", "revocation_latency"].verdict == "not possible"
 
 
+def _rows_after_cohort(cell: Cell) -> int:
+    found = re.search(r"after revoking 10%: [^,]+, (\d+) (?:rows|keys)", cell.verdict)
+    assert found is not None, cell.verdict
+    return int(found.group(1))
+
+
+def test_state_is_measured_after_the_cohort_too(cells: Verdicts) -> None:
+    """epoch holds nothing until someone is revoked; then one row per revoked user."""
+    epoch = cells["epoch", "state_bytes"]
+    assert epoch.verdict.startswith(f"{SMALL.users}x{SMALL.tokens}: ")
+    assert ", 0 rows;" in epoch.verdict
+    assert _rows_after_cohort(epoch) == len(range(0, SMALL.users, 10))
+    assert _rows_after_cohort(cells["plain", "state_bytes"]) == 0
+
+
+LATENCY = re.compile(r"p50 \d+\.\d ms, p99 \d+\.\d ms \(\d+ revocations(, .+)?\)")
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_revocation_latency_is_measured(cells: Verdicts, strategy: str) -> None:
+    """Revoke on node A, node B (its own engine on the same file) refuses: p99 in ms."""
+    cell = cells[strategy, "revocation_latency"]
+    if strategy == "plain":
+        assert (cell.verdict, cell.value) == ("not possible", None)
+        return
+    assert LATENCY.fullmatch(cell.verdict), cell.verdict
+    assert f"({SMALL.revocations} revocations)" in cell.verdict
+    assert isinstance(cell.value, float)
+    assert 0 < cell.value < 5_000
+
+
 # --- the cells can turn red ---------------------------------------------------------------
 
 
@@ -244,6 +276,26 @@ def test_services_measure_state_and_round_trips(service_cells: list[Cell]) -> No
     assert by["denylist", "redis", "round_trips_user_row"].value == 1
     trips = {s: by[s, "pg", "round_trips"].value for s in STRATEGIES}
     assert trips == {"sjti": 1, "epoch": 1, "denylist": 1, "session": 1, "plain": 0}
+
+
+@pytest.mark.service
+def test_services_measure_latency_and_epoch_state(service_cells: list[Cell]) -> None:
+    """sjti through the three-node cluster (caches + Redis bus), the others with two
+    engines or clients on one store; plain cannot revoke. epoch's state grows on revoking."""
+    by = {(c.strategy, c.backend, c.scenario): c for c in service_cells}
+    for strategy, backend in [*((s, "pg") for s in STRATEGIES), ("denylist", "redis")]:
+        cell = by[strategy, backend, "revocation_latency"]
+        if strategy == "plain":
+            assert (cell.verdict, cell.value) == ("not possible", None)
+            continue
+        assert LATENCY.fullmatch(cell.verdict), cell.verdict
+        assert isinstance(cell.value, float), (strategy, backend)
+        assert 0 < cell.value < 5_000
+    assert "3 nodes, cache + Redis bus" in by["sjti", "pg", "revocation_latency"].verdict
+    assert "nodes" not in by["epoch", "pg", "revocation_latency"].verdict
+    epoch = by["epoch", "pg", "state_bytes"]
+    assert ", 0 rows;" in epoch.verdict
+    assert _rows_after_cohort(epoch) == len(range(0, SMALL.users, 10))
 
 
 @pytest.mark.service

@@ -50,6 +50,14 @@ class Contender(Protocol):
         design keeping its state outside SQL also loses that store: the outage case)."""
         ...
 
+    def peer(self) -> Contender:
+        """Another node: the same design, secrets and stores, through its own connections
+        (a second engine on the same database, a second client on the same Redis)."""
+        ...
+
+    def close(self) -> None:
+        """Release this contender's connections (engine pool, store clients)."""
+
     def state_size(self) -> tuple[int, str]:
         """Bytes of revocation state, measured, and what they hold ("300 rows")."""
         ...

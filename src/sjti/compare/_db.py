@@ -117,6 +117,15 @@ def sqlite_engine(path: Path) -> Engine:
     return engine
 
 
+def twin_engine(engine: Engine) -> Engine:
+    """A second engine (own pool, own connections) on the same database: another node."""
+    if engine.dialect.name == "sqlite":
+        if engine.url.database is None:
+            raise ValueError("an in-memory SQLite database cannot be shared by two engines")
+        return sqlite_engine(Path(engine.url.database))
+    return create_engine(engine.url.render_as_string(hide_password=False))
+
+
 def backend_of(engine: Engine) -> str:
     """The backend label shown in the table: ``sqlite`` or ``pg``."""
     return "pg" if engine.dialect.name == "postgresql" else engine.dialect.name

@@ -68,6 +68,12 @@ class _JwtContender:
     def on(self, engine: Engine) -> Contender:
         return type(self)(engine, self._app)
 
+    def peer(self) -> Contender:
+        return type(self)(_db.twin_engine(self._engine), self._app)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
     def state_size(self) -> tuple[int, str]:
         size, rows = _db.state_bytes(self._engine)
         return size, f"{rows} rows"

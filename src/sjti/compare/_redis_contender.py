@@ -93,6 +93,23 @@ class RedisDenylistContender(_JwtContender):
         """The outage: the SQL engine given, and a Redis that cannot be reached."""
         return type(self)(engine, self._app, client=_dead_client(), prefix=self._prefix)
 
+    def peer(self) -> Contender:
+        """Another node: its own SQL engine and its own Redis connection pool."""
+        pool = self._client.connection_pool
+        client = CountingRedis(
+            connection_pool=redis.ConnectionPool(
+                connection_class=pool.connection_class, **pool.connection_kwargs
+            )
+        )
+        return type(self)(
+            _db.twin_engine(self._engine), self._app, client=client, prefix=self._prefix
+        )
+
+    def close(self) -> None:
+        """Dispose of the engine and close this contender's Redis client."""
+        self._engine.dispose()
+        self._client.close()
+
     def _deny(self, jti: str) -> str:
         return f"{self._prefix}deny:{jti}"
 

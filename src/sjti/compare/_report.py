@@ -138,6 +138,7 @@ def _reading(result: Comparison) -> list[str]:
             "SQLAlchemy's per-call connection checkout (and, on PostgreSQL, the network "
             "round trips over localhost)."
         )
+    lines.append(_latency_reading(cells))
     lines.append(
         "* **Where each loses**: `sjti` cannot revoke one token and falls to a full app "
         "compromise (app key + KEK + DB); `epoch` binds nothing, so the signing key alone "
@@ -146,6 +147,31 @@ def _reading(result: Comparison) -> list[str]:
         "nothing."
     )
     return lines
+
+
+def _latency_reading(cells: Sequence[Cell]) -> str:
+    labels = _labeller(cells)
+    shown = "; ".join(
+        f"`{labels[c.strategy, c.backend]}` p99 {float(c.value):.1f} ms"
+        for c in cells
+        if c.scenario == "revocation_latency" and c.value is not None
+    )
+    clustered = any(c.scenario == "revocation_latency" and "Redis bus" in c.verdict for c in cells)
+    sjti = (
+        "`sjti` on PostgreSQL runs as deployed: three node processes, each caching user keys, "
+        "invalidated over the Redis bus, so its latency is the bus delivery, while every "
+        "other node verifies from its cache without a read. "
+        if clustered
+        else ""
+    )
+    return (
+        f"* **Revocation latency across nodes** (revoke on one node, time from the commit "
+        f"until another node refuses the old token): {shown or 'not measured'}. {sjti}"
+        "`epoch`, `denylist`, `session` (and `sjti` without a cache) keep no per-node "
+        "state: node B sees the revocation on its very next request, so the latency is "
+        "about one store read, because they pay a store read on every request. `plain` "
+        "cannot revoke at all."
+    )
 
 
 _STORES = {
@@ -196,8 +222,7 @@ def render_markdown(result: Comparison, command: str) -> str:
             "",
             *_reading(result),
             "",
-            f"Not measured here: {not_here}revocation latency across nodes (see `sjti bench`, "
-            "which measures propagation over the bus).",
+            *([f"Not measured here: {not_here.removesuffix(', and ')}."] if missing else []),
             "",
         ]
     )

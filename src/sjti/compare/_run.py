@@ -18,7 +18,7 @@ from typing import Final
 from sqlalchemy import Engine
 
 from . import _db
-from ._cells import PEER_BACKEND, SCENARIOS, Cell
+from ._cells import BROKEN, PEER_BACKEND, SCENARIOS, Cell
 from ._contender import Contender
 from ._jwt_contenders import DenylistContender, EpochContender, PlainContender, SjtiContender
 from ._measure import peer_cells
@@ -27,6 +27,8 @@ from ._scenarios import (
     LEAKS,
     Size,
     capability_cells,
+    latency_cell,
+    latency_verdict,
     leak_cell,
     population_cells,
     runtime_cells,
@@ -46,8 +48,9 @@ CONTENDERS: Final[Mapping[str, ContenderFactory]] = {
     "session": SessionContender,
     "plain": PlainContender,
 }
-QUICK: Final = Size(users=200, tokens=3, loops=200)
-FULL: Final = Size(users=10_000, tokens=10, loops=2_000)
+QUICK: Final = Size(users=200, tokens=3, loops=200, revocations=10)
+FULL: Final = Size(users=10_000, tokens=10, loops=2_000, revocations=50)
+CLUSTER_NODES: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +84,10 @@ def _one(
     size: Size,
     scratch: Path,
     engines: Callable[[str], Engine],
+    latency: Callable[[Contender], Cell] | None = None,
 ) -> tuple[list[Cell], str]:
-    """Every scenario for one contender: a small database, then a population database."""
+    """Every scenario for one contender: a small database, then a population database.
+    ``latency`` replaces the two-engine latency measurement (sjti's node cluster)."""
     contender = factory(engines(name), app)
     population = factory(engines(f"{name}-population"), app)
     try:
@@ -90,12 +95,33 @@ def _one(
         cells = capability_cells(contender, scratch)
         cells += [leak_cell(contender, app, leak, scratch) for leak in LEAKS]
         runtime, token = runtime_cells(contender, size)
+        runtime.append(latency(contender) if latency else latency_cell(contender, size))
         population.prepare()
         cells += runtime + population_cells(population, size)
     finally:
         contender.engine.dispose()
         population.engine.dispose()
     return cells, token
+
+
+def _cluster_latency(engine: Engine, redis_url: str, revocations: int, c: Contender) -> Cell:
+    """sjti as deployed: node processes with key caches on PostgreSQL, invalidated over the
+    Redis bus (:mod:`sjti.bench.multinode`); revoke on one, time until the others refuse."""
+    from ..bench.multinode import cluster, measure_propagation
+
+    url = engine.url.render_as_string(hide_password=False)
+    engine.dispose()
+    with cluster(url, redis_url, nodes=CLUSTER_NODES) as nodes:
+        result = measure_propagation(nodes, revocations=revocations)
+    if result.accepted_after_window:
+        verdict = f"{BROKEN}: {result.accepted_after_window} tokens accepted again"
+        return Cell(c.name, "revocation_latency", verdict, None, c.backend)
+    if any(ms >= 5_000 for ms in result.latencies_ms):
+        verdict = f"{BROKEN}: a node still accepts 5 s later"
+        return Cell(c.name, "revocation_latency", verdict, None, c.backend)
+    note = f"{CLUSTER_NODES} nodes, cache + Redis bus"
+    verdict, p99 = latency_verdict(result.latencies_ms, note)
+    return Cell(c.name, "revocation_latency", verdict, p99, c.backend)
 
 
 def _prefixed(engines: Callable[[str], Engine], backend: str, name: str) -> Engine:
@@ -159,7 +185,12 @@ def run(
             backends.append(backend)
             for name, factory in group.items():
                 named = functools.partial(_prefixed, engines, backend)
-                found, token = _one(name, factory, app, size, where, named)
+                latency = None
+                if backend == "pg" and name == "sjti" and redis_url is not None:
+                    latency = functools.partial(
+                        _cluster_latency, named("sjti-nodes"), redis_url, size.revocations
+                    )
+                found, token = _one(name, factory, app, size, where, named, latency)
                 cells += found
                 sjti_token = token if name == "sjti" and sjti_token is None else sjti_token
         if peers and sjti_token is not None:

@@ -65,6 +65,12 @@ class SessionContender:
     def on(self, engine: Engine) -> Contender:
         return type(self)(engine, self._app)
 
+    def peer(self) -> Contender:
+        return type(self)(_db.twin_engine(self._engine), self._app)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
     def issue(self, users: Sequence[str]) -> list[str]:
         at = now_ms()
         tokens, rows = [], []
