@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install serve demo test check lint typecheck pytest bench bench-docs lock clean
+.PHONY: install serve demo test check lint typecheck pytest bench bench-http bench-docs lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -39,6 +39,9 @@ pytest: install
 
 bench: install           ## full benchmark against the peers (sjti bench --quick is tested)
 	$(BIN)/sjti bench
+
+bench-http: install      ## /me throughput with and without auth (wrk if installed)
+	$(BIN)/python -m sjti.bench.http
 
 bench-docs: install      ## regenerate docs/benchmark.md from a full run
 	$(BIN)/sjti bench --markdown docs/benchmark.md
