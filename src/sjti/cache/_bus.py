@@ -112,6 +112,10 @@ class _BusBase:
         self.reconnect_max = float(reconnect_max)
         self.name = name
         self._state: BusState = "none"
+        self._init_runner()
+
+    def _init_runner(self) -> None:
+        """Subclasses set up their thread or task state here."""
 
     @property
     def state(self) -> BusState:
@@ -145,22 +149,7 @@ class _BusBase:
 class ThreadedBus(_BusBase):
     """Base of the synchronous buses: one daemon thread runs the listen loop."""
 
-    def __init__(
-        self,
-        cache: KeyCache,
-        *,
-        health_check_interval: float,
-        reconnect_min: float,
-        reconnect_max: float,
-        name: str,
-    ) -> None:
-        super().__init__(
-            cache,
-            health_check_interval=health_check_interval,
-            reconnect_min=reconnect_min,
-            reconnect_max=reconnect_max,
-            name=name,
-        )
+    def _init_runner(self) -> None:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
@@ -254,22 +243,7 @@ class ThreadedBus(_BusBase):
 class AsyncBus(_BusBase):
     """Base of the asyncio buses: one task runs the listen loop."""
 
-    def __init__(
-        self,
-        cache: KeyCache,
-        *,
-        health_check_interval: float,
-        reconnect_min: float,
-        reconnect_max: float,
-        name: str,
-    ) -> None:
-        super().__init__(
-            cache,
-            health_check_interval=health_check_interval,
-            reconnect_min=reconnect_min,
-            reconnect_max=reconnect_max,
-            name=name,
-        )
+    def _init_runner(self) -> None:
         self._connected: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 

@@ -109,6 +109,20 @@ class _PgSession:
         self._conn.close()
 
 
+def _connection_settings(
+    url: str,
+    health_check_interval: float,
+    connect_timeout: float,
+    application_name: str,
+    connect_options: Mapping[str, Any] | None,
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The libpq URL and the listener's and publisher's connect options (sync and async)."""
+    options = _connect_options(
+        health_check_interval, connect_timeout, application_name, connect_options or {}
+    )
+    return libpq_url(url), options, {**options, "application_name": f"{application_name}-pub"}
+
+
 class PgNotifyBus(ThreadedBus):
     """PostgreSQL LISTEN/NOTIFY invalidation for threaded apps: a daemon thread listens.
 
@@ -140,11 +154,9 @@ class PgNotifyBus(ThreadedBus):
             name=f"pg:{channel}",
         )
         self.channel = channel
-        self._url = libpq_url(url)
-        self._options = _connect_options(
-            health_check_interval, connect_timeout, application_name, connect_options or {}
+        self._url, self._options, self._publish_options = _connection_settings(
+            url, health_check_interval, connect_timeout, application_name, connect_options
         )
-        self._publish_options = {**self._options, "application_name": f"{application_name}-pub"}
         self._publisher: psycopg.Connection[Any] | None = None
         self._publish_lock = threading.Lock()
 
@@ -240,11 +252,9 @@ class AsyncPgNotifyBus(AsyncBus):
             name=f"pg:{channel}",
         )
         self.channel = channel
-        self._url = libpq_url(url)
-        self._options = _connect_options(
-            health_check_interval, connect_timeout, application_name, connect_options or {}
+        self._url, self._options, self._publish_options = _connection_settings(
+            url, health_check_interval, connect_timeout, application_name, connect_options
         )
-        self._publish_options = {**self._options, "application_name": f"{application_name}-pub"}
 
     async def _open(self) -> _AsyncPgSession:
         return await _AsyncPgSession.open(self._url, self.channel, self._options)
