@@ -151,6 +151,23 @@ class SqlNames:
         sfx = secrets.token_hex(4)
         return cls(f"users_{sfx}", f"sjti_secrets_{sfx}", f"sjti_audit_{sfx}")
 
+    @property
+    def events(self) -> str:
+        return f"{self.audit}_events"
+
+    @property
+    def nodes(self) -> str:
+        return f"{self.audit}_nodes"
+
+    @property
+    def log(self) -> dict[str, str]:
+        """The layout keywords naming this test's audit, event and node tables."""
+        return {"audit_table": self.audit, "events_table": self.events, "nodes_table": self.nodes}
+
+    @property
+    def all(self) -> list[str]:
+        return [self.users, self.secrets, self.audit, self.events, self.nodes]
+
 
 class SqlHarness:
     """A fresh set of tables (unique names) in a SQLite file or the session PostgreSQL."""
@@ -166,9 +183,9 @@ class SqlHarness:
         users_table(sa.MetaData(), self.names.users, with_secret=False).create(self.engine)
         self.users = users_table(sa.MetaData(), self.names.users, with_secret=layout_kind == "app")
         self.layout: Layout = (
-            AppUsersTable(self.users, audit_table=self.names.audit)
+            AppUsersTable(self.users, **self.names.log)
             if layout_kind == "app"
-            else OwnedTable(self.names.secrets, audit_table=self.names.audit)
+            else OwnedTable(self.names.secrets, **self.names.log)
         )
         self.cohort_columns = cohort_columns_for(self.users)
         self.async_engine: AsyncEngine | None = None
@@ -267,7 +284,7 @@ class SqlHarness:
     async def close(self) -> None:
         if self.async_engine is not None:
             await self.async_engine.dispose()
-        drop_tables(self.engine, [self.names.users, self.names.secrets, self.names.audit])
+        drop_tables(self.engine, self.names.all)
         self.engine.dispose()
 
 
@@ -290,12 +307,12 @@ def app_layout(
     plain.create(engine)
     users = sa.Table(names.users, sa.MetaData(), sa.Column("id", id_type, primary_key=True),
                      sa.Column("tenant", sa.Text), *secret_columns())  # fmt: skip
-    layout = AppUsersTable(users, audit_table=names.audit)
+    layout = AppUsersTable(users, **names.log)
     upgrade(engine, layout)
     return users, layout
 
 
 def owned_layout(engine: sa.Engine, names: SqlNames) -> OwnedTable:
-    layout = OwnedTable(names.secrets, audit_table=names.audit)
+    layout = OwnedTable(names.secrets, **names.log)
     upgrade(engine, layout)
     return layout

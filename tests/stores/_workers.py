@@ -14,12 +14,19 @@ def warm() -> None:
     """Pool initializer: pay the import cost before the race starts."""
 
 
+def _log(audit: str) -> dict[str, str]:
+    """The audit, event and node table names (as SqlNames.log derives them)."""
+    return {
+        "audit_table": audit,
+        "events_table": f"{audit}_events",
+        "nodes_table": f"{audit}_nodes",
+    }
+
+
 def _layout(engine: sa.Engine, kind: str, table: str, audit: str) -> Layout:
     if kind == "app":
-        return AppUsersTable(
-            sa.Table(table, sa.MetaData(), autoload_with=engine), audit_table=audit
-        )
-    return OwnedTable(table, audit_table=audit)
+        return AppUsersTable(sa.Table(table, sa.MetaData(), autoload_with=engine), **_log(audit))
+    return OwnedTable(table, **_log(audit))
 
 
 def _wait_until(start_at: float) -> None:
@@ -45,6 +52,6 @@ def upgrade_at(url: str, table: str, audit: str, start_at: float) -> list[str]:
     engine = sa.create_engine(url)
     try:
         _wait_until(start_at)
-        return upgrade(engine, OwnedTable(table, audit_table=audit))
+        return upgrade(engine, OwnedTable(table, **_log(audit)))
     finally:
         engine.dispose()

@@ -97,5 +97,5 @@ def engine(sql_url: str, names: SqlNames) -> Generator[sa.Engine, None, None]:
     """A sync engine; the tables named by ``names`` are dropped afterwards (PostgreSQL)."""
     engine = sa.create_engine(sql_url)
     yield engine
-    drop_tables(engine, [names.users, names.secrets, names.audit])
+    drop_tables(engine, names.all)
     engine.dispose()

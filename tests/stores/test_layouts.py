@@ -191,7 +191,7 @@ def test_cohort_fields_without_a_column_are_refused(
     mapped = SqlSecretStore(
         engine,
         ring,
-        OwnedTable(names.secrets, audit_table=names.audit),
+        OwnedTable(names.secrets, **names.log),
         cohort_columns=CohortColumns(users, tenant="tenant"),
     )
     bare.ensure("1")

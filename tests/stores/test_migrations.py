@@ -30,14 +30,23 @@ def _columns(engine: sa.Engine, table: str) -> set[str]:
 
 def test_upgrade_creates_the_tables_once(engine: sa.Engine, names: SqlNames) -> None:
     """Running upgrade at every start-up must be safe: the second run does nothing."""
-    layout = OwnedTable(names.secrets, audit_table=names.audit)
+    layout = OwnedTable(names.secrets, **names.log)
     first = upgrade(engine, layout)
     second = upgrade(engine, layout)
-    assert first == [f"audit:{names.audit} v1", f"secrets:{names.secrets} v1"]
+    assert first == [
+        f"audit:{names.audit} v1",
+        f"events:{names.events} v1",
+        f"nodes:{names.nodes} v1",
+        f"secrets:{names.secrets} v1",
+    ]
     assert second == []
     versions = schema_versions(engine)
     assert versions[f"secrets:{names.secrets}"] == 1
     assert versions[f"audit:{names.audit}"] == 1
+    assert versions[f"events:{names.events}"] == 1
+    assert _columns(engine, names.events) == {
+        "id", "at", "kind", "count", "audit_id", "users", "published",
+    }  # fmt: skip
     assert _columns(engine, names.secrets) == {
         "user_id", "wrapped_secret", "kek_id", "version", "rotated_at",
     }  # fmt: skip
@@ -50,13 +59,13 @@ def test_upgrade_creates_the_tables_once(engine: sa.Engine, names: SqlNames) -> 
 async def test_upgrade_async_is_idempotent_too(sql_url: str, names: SqlNames) -> None:
     """The async entry point runs the same migrations through run_sync."""
     engine = create_async_engine(sql_url.replace("sqlite://", "sqlite+aiosqlite://"))
-    layout = OwnedTable(names.secrets, audit_table=names.audit)
+    layout = OwnedTable(names.secrets, **names.log)
     try:
-        assert len(await upgrade_async(engine, layout)) == 2
+        assert len(await upgrade_async(engine, layout)) == 4
         assert await upgrade_async(engine, layout) == []
     finally:
         async with engine.begin() as conn:
-            for name in (names.secrets, names.audit):
+            for name in names.all:
                 await conn.execute(sa.text(f'DROP TABLE IF EXISTS "{name}"'))
         await engine.dispose()
 
@@ -75,9 +84,11 @@ def test_app_layout_upgrade_adds_only_missing_columns(
         )
     users = sa.Table(names.users, sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
                      sa.Column("name", sa.Text), *secret_columns())  # fmt: skip
-    layout = AppUsersTable(users, audit_table=names.audit)
+    layout = AppUsersTable(users, **names.log)
     assert upgrade(engine, layout) == [
         f"audit:{names.audit} v1",
+        f"events:{names.events} v1",
+        f"nodes:{names.nodes} v1",
         f"{names.users}.token_version",
         f"{names.users}.token_rotated_at",
     ]
@@ -114,7 +125,7 @@ async def test_add_secret_columns_async(sql_url: str, names: SqlNames) -> None:
 
 def test_racing_upgrades_apply_each_migration_once(sql_url: str, names: SqlNames) -> None:
     """Two app instances starting together: one migrates, the other waits and finds it done."""
-    layout = OwnedTable(names.secrets, audit_table=names.audit)
+    layout = OwnedTable(names.secrets, **names.log)
     engines = [sa.create_engine(sql_url) for _ in range(2)]
     barrier = threading.Barrier(2)
     results: list[list[str]] = []
@@ -135,7 +146,7 @@ def test_racing_upgrades_apply_each_migration_once(sql_url: str, names: SqlNames
     for engine in engines:
         engine.dispose()
     assert errors == []
-    assert sorted(len(applied) for applied in results) == [0, 2]
+    assert sorted(len(applied) for applied in results) == [0, 4]
     cleanup = sa.create_engine(sql_url)
     assert schema_versions(cleanup)[f"secrets:{names.secrets}"] == 1
     with cleanup.begin() as conn:
@@ -153,7 +164,7 @@ def test_a_failing_migration_leaves_the_previous_version(
         raise RuntimeError("migration bug")
 
     monkeypatch.setattr(migrations, "SECRETS_MIGRATIONS", (*migrations.SECRETS_MIGRATIONS, broken))
-    layout = OwnedTable(names.secrets, audit_table=names.audit)
+    layout = OwnedTable(names.secrets, **names.log)
     with pytest.raises(RuntimeError):
         upgrade(engine, layout)
     assert not sa.inspect(engine).has_table(names.secrets)
@@ -164,7 +175,7 @@ def test_a_new_migration_runs_on_an_existing_database(
     engine: sa.Engine, names: SqlNames, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Appending to the list upgrades old databases by exactly the new step."""
-    layout = OwnedTable(names.secrets, audit_table=names.audit)
+    layout = OwnedTable(names.secrets, **names.log)
     upgrade(engine, layout)
 
     def add_note(conn: sa.Connection, name: str) -> None:

@@ -12,7 +12,7 @@ from psycopg import sql
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from sjti import BackendError, KekRing
-from sjti._core.invalidation import encode_invalidation
+from sjti._core.invalidation import encode_event
 from sjti.stores import Cohort
 from sjti.stores.sql import SqlSecretStore
 from sjti.stores.sql_async import AsyncSqlSecretStore
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.service
 def pg_engine(postgres_url: str, names: SqlNames) -> Generator[sa.Engine, None, None]:
     engine = sa.create_engine(postgres_url)
     yield engine
-    drop_tables(engine, [names.secrets, names.audit])
+    drop_tables(engine, names.all)
     engine.dispose()
 
 
@@ -59,15 +59,15 @@ def test_revocation_notifies_the_encoded_ids(
     channel: str,
     listening: psycopg.Connection,
 ) -> None:
-    """Every node learns exactly which users to drop, in the shared message format."""
+    """Every node learns the event id and exactly which users to drop (the v2 hint)."""
     store = SqlSecretStore(pg_engine, ring, owned_layout(pg_engine, names), notify_channel=channel)
     for user_id in ("u2", "u1", "u3"):
         store.ensure(user_id)
     store.revoke_many(["u2", "u1"])
     store.revoke("u3")
     assert received(listening, expected=2, timeout=5) + received(listening) == [
-        (channel, encode_invalidation(["u1", "u2"])[0]),
-        (channel, encode_invalidation(["u3"])[0]),
+        (channel, encode_event(1, ["u1", "u2"])),
+        (channel, encode_event(2, ["u3"])),
     ]
 
 
@@ -86,8 +86,8 @@ def test_dry_run_and_rolled_back_revocations_notify_nothing(
     store.add_listener(calls.append)
     store.revoke_many(["u1"], dry_run=True)
     store.revoke_cohort(Cohort(user_ids=frozenset({"u1"})), dry_run=True)
-    # Make the audit insert (after pg_notify in the transaction) fail: the whole
-    # revocation, NOTIFY included, must roll back.
+    # Make the audit insert (in the same transaction as the event row and pg_notify) fail:
+    # the whole revocation, NOTIFY included, must roll back.
     with pg_engine.begin() as conn:
         conn.execute(sa.text(
             f'ALTER TABLE "{names.audit}" ADD CONSTRAINT refuse CHECK (count < 0) NOT VALID'
@@ -117,4 +117,4 @@ async def test_async_store_notifies_too(
         await store.revoke("u1")
     finally:
         await engine.dispose()
-    assert received(listening, expected=1, timeout=5) == [(channel, encode_invalidation(["u1"])[0])]
+    assert received(listening, expected=1, timeout=5) == [(channel, encode_event(1, ["u1"]))]

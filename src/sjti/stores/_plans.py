@@ -9,20 +9,21 @@ connection, run each operation, commit. This is the sans-I/O shape httpx and h11
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import Executable, RowMapping
 from sqlalchemy.exc import DBAPIError
 
-from .._core.invalidation import encode_invalidation
 from ..errors import ConfigurationError
+from . import _eventlog as log
 from . import _revocation as rv
 from . import _statements as st
+from ._ops import Execute, Fetch, Job, Op, Plan, Rows
 from .base import AuditRecord, Cohort, RevocationResult, UnknownUserError
 
 __all__ = [
+    "AlsoRevoke",
     "Execute",
     "Fetch",
     "Job",
@@ -44,39 +45,6 @@ __all__ = [
 REWRAP_KIND = "kek_rewrap"
 
 T = TypeVar("T")
-Rows = Sequence[RowMapping]
-
-
-@dataclass(frozen=True, slots=True)
-class Fetch:
-    """Run a statement and send back its rows."""
-
-    statement: Executable
-
-
-@dataclass(frozen=True, slots=True)
-class Execute:
-    """Run a statement (``params``: executemany) and send back no rows."""
-
-    statement: Executable
-    params: Sequence[dict[str, object]] | None = None
-
-
-Op = Fetch | Execute
-Plan = Generator[Op, Rows, T]
-
-
-@dataclass(frozen=True, slots=True)
-class Job(Generic[T]):
-    """A plan plus its transaction: ``write`` jobs commit, others roll back.
-
-    ``begin`` is the statement that must open a write transaction (SQLite's
-    ``BEGIN IMMEDIATE``), or ``None`` for the driver's default.
-    """
-
-    plan: Plan[T]
-    write: bool
-    begin: str | None = None
 
 
 def _write(ctx: st.Context, plan: Plan[T]) -> Job[T]:
@@ -130,6 +98,11 @@ def ensure(ctx: st.Context, user_id: str) -> Job[bytes]:
     return _write(ctx, plan())
 
 
+# Statements a caller adds to a revocation's transaction, given the selected ids (as the
+# id column stores them): e.g. the service revoking the same users' refresh tokens.
+AlsoRevoke = Callable[[Sequence[Any]], Iterable[Op]]
+
+
 def revoke(
     ctx: st.Context,
     cohort: Cohort,
@@ -140,11 +113,13 @@ def revoke(
     reason: str | None,
     dry_run: bool,
     required: bool = False,
+    also: AlsoRevoke | None = None,
 ) -> Job[RevocationResult]:
-    """Rotate every selected user's key, announce on NOTIFY, audit; one transaction.
+    """Rotate every selected user's key, run ``also``, audit, log the event (and NOTIFY it);
+    one transaction.
 
     ``required``: raise :class:`UnknownUserError` when nobody is selected (``revoke``).
-    A dry run only reads: no lock, no rotation, no NOTIFY, no audit row.
+    A dry run only reads: no lock, no rotation, no event, no audit row.
     """
     rv.check_cohort(cohort)
     statements = st.select_targets(ctx, cohort, lock=not dry_run)  # CohortError early
@@ -164,24 +139,35 @@ def revoke(
         ]
         for batch in st.rotate_batches(params):
             yield Execute(st.rotate(ctx), batch)
+        if also is not None and raw_ids:
+            for op in also(raw_ids):
+                yield op
         ids = sorted(map(str, raw_ids))
-        if ctx.notify_channel is not None:
-            # PostgreSQL holds NOTIFY until COMMIT: a later failure (say, the audit insert)
-            # rolls it back with the rotation, so nodes never hear of a change that wasn't.
-            for message in encode_invalidation(rv.listed(ids)):
-                yield Fetch(st.notify(ctx, message))
         audit_rows = yield Fetch(
             st.insert_audit(
                 ctx, at=now, actor=actor, reason=reason, kind=kind, count=len(ids), detail=detail
             )
         )
-        return rv.result_for(ids, dry_run=False, audit_id=int(audit_rows[0]["id"]))
+        audit_id = int(audit_rows[0]["id"])
+        event_id = None
+        if ids:
+            # Last, so the events lock is held only until the commit that follows.
+            event_id = yield from log.append(
+                ctx, kind=kind, user_ids=rv.listed(ids), count=len(ids), audit_id=audit_id, now=now
+            )
+        result = rv.result_for(ids, dry_run=False, audit_id=audit_id)
+        return dataclasses.replace(result, event_id=event_id)
 
     return _write(ctx, plan()) if not dry_run else _read(plan())
 
 
 def revoke_user(
-    ctx: st.Context, user_id: str, *, actor: str | None, reason: str | None
+    ctx: st.Context,
+    user_id: str,
+    *,
+    actor: str | None,
+    reason: str | None,
+    also: AlsoRevoke | None = None,
 ) -> Job[RevocationResult]:
     return revoke(
         ctx,
@@ -192,6 +178,7 @@ def revoke_user(
         reason=reason,
         dry_run=False,
         required=True,
+        also=also,
     )
 
 
@@ -202,6 +189,7 @@ def revoke_many(
     actor: str | None,
     reason: str | None,
     dry_run: bool,
+    also: AlsoRevoke | None = None,
 ) -> Job[RevocationResult]:
     ids = frozenset(user_ids)
     return revoke(
@@ -212,6 +200,7 @@ def revoke_many(
         actor=actor,
         reason=reason,
         dry_run=dry_run,
+        also=also,
     )
 
 
@@ -222,6 +211,7 @@ def revoke_cohort(
     actor: str | None,
     reason: str | None,
     dry_run: bool,
+    also: AlsoRevoke | None = None,
 ) -> Job[RevocationResult]:
     return revoke(
         ctx,
@@ -231,6 +221,7 @@ def revoke_cohort(
         actor=actor,
         reason=reason,
         dry_run=dry_run,
+        also=also,
     )
 
 

@@ -3,6 +3,7 @@ listener announcements, and opening or making wrapped secrets."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -10,14 +11,21 @@ from .._core.wrapping import KekRing, WrappedSecret, generate_user_key
 from ..errors import UnwrapError
 from .base import (
     MAX_LISTED_IDS,
+    Acknowledgement,
     Cohort,
     CohortError,
+    EventListener,
     ListenerError,
+    NodeRecord,
+    RevocationEvent,
     RevocationListener,
     RevocationResult,
 )
 
+logger = logging.getLogger("sjti.stores")
+
 __all__ = [
+    "acknowledgement",
     "announce",
     "check_cohort",
     "describe_cohort",
@@ -88,11 +96,18 @@ def result_for(user_ids: Iterable[str], *, dry_run: bool, audit_id: int | None) 
     )
 
 
-def announce(listeners: Sequence[RevocationListener], result: RevocationResult) -> None:
+def announce(
+    listeners: Sequence[RevocationListener],
+    event_listeners: Sequence[EventListener],
+    result: RevocationResult,
+    kind: str,
+) -> None:
     """Tell every listener what changed; called only after the commit.
 
-    Every listener runs even if one raises, so one broken subscriber cannot keep the
-    others' caches stale; the first failure then surfaces as :class:`ListenerError`.
+    Id listeners (this process's cache) run first. Every listener runs even if one raises,
+    so one broken subscriber cannot keep the others' caches stale; the first failure of an
+    id listener then surfaces as :class:`ListenerError`. Event listeners (the relay to the
+    bus) never fail a revocation: their errors are logged, the event stays in the log.
     """
     if result.dry_run or result.count == 0:
         return
@@ -103,8 +118,22 @@ def announce(listeners: Sequence[RevocationListener], result: RevocationResult) 
             listener(ids)
         except Exception as exc:  # reported below, after every listener ran
             failure = failure or exc
+    if result.event_id is not None:
+        event = RevocationEvent(result.event_id, kind, None if ids is None else tuple(ids))
+        for event_listener in event_listeners:
+            try:
+                event_listener(event)
+            except Exception as exc:  # the log is the truth; the relay retries
+                logger.warning("event listener failed: %s", type(exc).__name__)
     if failure is not None:
         raise ListenerError(result) from failure
+
+
+def acknowledgement(event_id: int, nodes: Sequence[NodeRecord]) -> Acknowledgement:
+    """Which live nodes have applied ``event_id`` (their watermark reached it)."""
+    done = tuple(n.id for n in nodes if n.watermark >= event_id)
+    pending = tuple(n.id for n in nodes if n.watermark < event_id)
+    return Acknowledgement(event_id, done, pending)
 
 
 def new_wrapped(ring: KekRing, user_id: str) -> WrappedSecret:

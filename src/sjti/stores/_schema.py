@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -30,6 +31,8 @@ __all__ = [
     "VERSION_TABLE",
     "UtcDateTime",
     "audit_table",
+    "events_table",
+    "nodes_table",
     "owned_table",
     "secret_columns",
     "version_table",
@@ -121,4 +124,40 @@ def secret_columns(
         Column(secret, Text, nullable=True),  # NULL until the user's first token
         Column(version, Integer, nullable=False, server_default="0"),
         Column(rotated_at, UtcDateTime, nullable=True),
+    )
+
+
+def events_table(metadata: MetaData, name: str) -> Table:
+    """The revocation event log (a transactional outbox): one row per revocation.
+
+    ``id`` is assigned in the revocation's transaction under a lock, so ids are gapless
+    and commit in order: a node that has applied event N has seen every event <= N.
+    ``users`` is the JSON list of affected ids, or NULL for "every user" (a cohort too
+    large to list). ``published``: relayed to the bus (or sent by NOTIFY in the same
+    transaction). No secrets.
+    """
+    return Table(
+        name,
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=False),
+        Column("at", UtcDateTime, nullable=False),
+        Column("kind", String(32), nullable=False),
+        Column("count", Integer, nullable=False),
+        Column("audit_id", BigInteger),
+        Column("users", Text),
+        Column("published", Boolean, nullable=False),
+        Index(f"ix_{name}_unpublished", "published"),
+    )
+
+
+def nodes_table(metadata: MetaData, name: str) -> Table:
+    """Live nodes and how far each has applied the event log (acknowledged revocation)."""
+    return Table(
+        name,
+        metadata,
+        Column("id", String(64), primary_key=True),
+        Column("watermark", BigInteger, nullable=False),
+        Column("seen_at", UtcDateTime, nullable=False),
+        Column("started_at", UtcDateTime, nullable=False),
+        Column("info", String(128)),
     )

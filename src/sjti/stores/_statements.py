@@ -124,6 +124,8 @@ class Context:
     cohort_columns: CohortColumns | None
     notify_channel: str | None
     clock: Callable[[], datetime]
+    events: Table
+    nodes: Table
 
 
 def build_context(
@@ -145,8 +147,18 @@ def build_context(
             raise ConfigurationError("notify_channel needs PostgreSQL (LISTEN/NOTIFY)")
         if not notify_channel or len(notify_channel) > 63:
             raise ConfigurationError("notify_channel must be 1 to 63 characters")
-    audit = _schema.audit_table(MetaData(), layout.audit_table)
-    return Context(dialect, ring, Target.of(layout), audit, cohort_columns, notify_channel, clock)
+    metadata = MetaData()
+    return Context(
+        dialect,
+        ring,
+        Target.of(layout),
+        _schema.audit_table(metadata, layout.audit_table),
+        cohort_columns,
+        notify_channel,
+        clock,
+        _schema.events_table(metadata, layout.events_table),
+        _schema.nodes_table(metadata, layout.nodes_table),
+    )
 
 
 def _python_type(column: Column[Any]) -> type | None:

@@ -30,11 +30,17 @@ from ..errors import BackendError, ConfigurationError, SjtiError
 
 __all__ = [
     "MAX_LISTED_IDS",
+    "NODE_TTL",
+    "Acknowledgement",
     "AsyncSecretStore",
     "AuditRecord",
     "Cohort",
     "CohortError",
+    "EventListener",
+    "EventPage",
     "ListenerError",
+    "NodeRecord",
+    "RevocationEvent",
     "RevocationListener",
     "RevocationResult",
     "SecretStore",
@@ -44,6 +50,11 @@ __all__ = [
 # Above this many ids a revocation is announced as "everyone" (``None``) and the result
 # lists only the first ids: a bus message or a return value must stay small.
 MAX_LISTED_IDS: Final = 10_000
+
+# A node that has not heartbeaten for this long is not live: acknowledged revocations stop
+# waiting for it. Longer than any bus's trust lease (2 x its health check interval), so a
+# node that fell silent has stopped trusting its cache before it stops counting.
+NODE_TTL: Final = 5.0
 
 # Called after a revocation committed, with the ids whose keys changed. ``None`` means
 # "too many to list: drop everything" (more than MAX_LISTED_IDS ids).
@@ -115,6 +126,66 @@ class RevocationResult:
     dry_run: bool
     audit_id: int | None  # the audit record written; None for a dry run
     truncated: bool = False
+    event_id: int | None = None  # the revocation event written (the bus relays it)
+    # With ``wait="all"``: which live nodes applied the event before the timeout.
+    acknowledgement: Acknowledgement | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationEvent:
+    """One row of the revocation event log: what every node must drop.
+
+    ``user_ids`` ``None`` means every user (a selection too large to list). Ids are
+    gapless and commit in order (see :mod:`sjti.stores._eventlog`).
+    """
+
+    id: int
+    kind: str
+    user_ids: tuple[str, ...] | None
+    at: datetime | None = None
+
+
+# Called after a revocation committed, with its event (the relay to the bus). Must not
+# raise: a failure to publish never undoes or fails a committed revocation.
+EventListener = Callable[[RevocationEvent], object]
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """Events after a watermark, and the log's bounds when they were read.
+
+    ``oldest``: the smallest id still retained (``None``: empty log); if it is above
+    ``watermark + 1`` the events in between were pruned and the reader must clear.
+    ``latest``: the largest id (0 for an empty log).
+    """
+
+    events: tuple[RevocationEvent, ...]
+    oldest: int | None
+    latest: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """A node that heartbeats its watermark (the last event id it applied)."""
+
+    id: str
+    watermark: int
+    seen_at: datetime
+    started_at: datetime
+    info: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """Who applied an event: ``pending`` lists the live nodes that had not by the timeout."""
+
+    event_id: int
+    acknowledged: tuple[str, ...]
+    pending: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,9 @@ Two layouts:
     the user layer from that row with zero extra queries. ``ensure`` fills the secret of
     an existing user; it never creates users (that stays the app's job).
 
-Both layouts also name the audit table (``sjti_revocation_audit``). Every identifier is a
-configured name validated here; callers never pass SQL.
+Both layouts also name the audit table (``sjti_revocation_audit``), the revocation event
+log (``sjti_revocation_events``) and the node registry (``sjti_nodes``). Every identifier
+is a configured name validated here; callers never pass SQL.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def _check_name(what: str, name: object) -> None:
         raise ConfigurationError(f"{what} must match [A-Za-z_][A-Za-z0-9_]{{0,39}}")
 
 
+def _check_log_names(layout: OwnedTable | AppUsersTable) -> None:
+    _check_name("the audit table name", layout.audit_table)
+    _check_name("the events table name", layout.events_table)
+    _check_name("the nodes table name", layout.nodes_table)
+
+
 def _column(table: Table, name: object, what: str) -> Column[Any]:
     if not isinstance(name, str) or name not in table.c:
         raise ConfigurationError(f"table {table.name!r} has no column for {what} ({name!r})")
@@ -67,10 +74,12 @@ class OwnedTable:
 
     name: str = "sjti_user_secrets"
     audit_table: str = "sjti_revocation_audit"
+    events_table: str = "sjti_revocation_events"
+    nodes_table: str = "sjti_nodes"
 
     def __post_init__(self) -> None:
         _check_name("the secrets table name", self.name)
-        _check_name("the audit table name", self.audit_table)
+        _check_log_names(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +96,8 @@ class AppUsersTable:
     version_column: str = "token_version"
     rotated_at_column: str = "token_rotated_at"
     audit_table: str = "sjti_revocation_audit"
+    events_table: str = "sjti_revocation_events"
+    nodes_table: str = "sjti_nodes"
 
     def __post_init__(self) -> None:
         if not isinstance(self.table, Table):
@@ -95,7 +106,7 @@ class AppUsersTable:
         _column(self.table, self.secret_column, "the secret")
         _column(self.table, self.version_column, "the version")
         _column(self.table, self.rotated_at_column, "rotated_at")
-        _check_name("the audit table name", self.audit_table)
+        _check_log_names(self)
 
 
 Layout = OwnedTable | AppUsersTable

@@ -230,7 +230,7 @@ class MemorySecretStore:
             )
             self._audit.append(record)
         result = rv.result_for(known, dry_run=False, audit_id=record.id)
-        rv.announce(self._listeners, result)
+        rv.announce(self._listeners, (), result, kind)  # one process: no event log
         return result
 
     def _has_secret(self, user_id: str) -> bool:

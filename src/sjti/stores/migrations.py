@@ -40,6 +40,8 @@ from .layouts import AppUsersTable, Layout, OwnedTable
 
 __all__ = [
     "AUDIT_MIGRATIONS",
+    "EVENTS_MIGRATIONS",
+    "NODES_MIGRATIONS",
     "SECRETS_MIGRATIONS",
     "add_secret_columns",
     "add_secret_columns_async",
@@ -61,13 +63,29 @@ def _create_audit_v1(conn: Connection, name: str) -> None:
     _schema.audit_table(MetaData(), name).create(conn)
 
 
+def _create_events_v1(conn: Connection, name: str) -> None:
+    """Create the revocation event log (the outbox the buses relay)."""
+    _schema.events_table(MetaData(), name).create(conn)
+
+
+def _create_nodes_v1(conn: Connection, name: str) -> None:
+    """Create the registry of live nodes and their watermarks."""
+    _schema.nodes_table(MetaData(), name).create(conn)
+
+
 # Ordered: version N = the first N functions have run. Append only.
 SECRETS_MIGRATIONS: Final[Sequence[Migration]] = (_create_secrets_v1,)
 AUDIT_MIGRATIONS: Final[Sequence[Migration]] = (_create_audit_v1,)
+EVENTS_MIGRATIONS: Final[Sequence[Migration]] = (_create_events_v1,)
+NODES_MIGRATIONS: Final[Sequence[Migration]] = (_create_nodes_v1,)
 
 
 def _scopes(layout: Layout) -> list[tuple[str, str, Sequence[Migration]]]:
-    scopes = [(f"audit:{layout.audit_table}", layout.audit_table, AUDIT_MIGRATIONS)]
+    scopes = [
+        (f"audit:{layout.audit_table}", layout.audit_table, AUDIT_MIGRATIONS),
+        (f"events:{layout.events_table}", layout.events_table, EVENTS_MIGRATIONS),
+        (f"nodes:{layout.nodes_table}", layout.nodes_table, NODES_MIGRATIONS),
+    ]
     if isinstance(layout, OwnedTable):
         scopes.append((f"secrets:{layout.name}", layout.name, SECRETS_MIGRATIONS))
     return scopes

@@ -32,9 +32,11 @@ The statements and decisions are shared with :mod:`sjti.stores.sql_async`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, Final, Literal, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -43,10 +45,23 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from .._core.binding import UserKey
 from .._core.wrapping import KekRing
 from ..errors import BackendError
+from . import _eventlog as eventlog
 from . import _plans as plans
 from . import _revocation as rv
 from . import _statements as st
-from .base import AuditRecord, Cohort, RevocationListener, RevocationResult, SecretStore
+from .base import (
+    NODE_TTL,
+    Acknowledgement,
+    AuditRecord,
+    Cohort,
+    EventListener,
+    EventPage,
+    NodeRecord,
+    RevocationEvent,
+    RevocationListener,
+    RevocationResult,
+    SecretStore,
+)
 from .layouts import (
     AppUsersTable,
     CohortColumns,
@@ -71,6 +86,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+# ``wait="all"``: return once every live node applied the revocation's event (or timeout).
+Wait = Literal["all"] | None
+DEFAULT_WAIT: Final = 5.0
+ACK_POLL: Final = 0.002  # seconds between looks at the node registry while waiting
 
 
 def _execute(conn: Connection, op: plans.Op) -> plans.Rows:
@@ -106,6 +125,7 @@ class SqlSecretStore:
             clock,
         )
         self._listeners: list[RevocationListener] = []
+        self._event_listeners: list[EventListener] = []
 
     @property
     def engine(self) -> Engine:
@@ -125,9 +145,17 @@ class SqlSecretStore:
         return UserKey(secret)
 
     def revoke(
-        self, user_id: str, *, actor: str | None = None, reason: str | None = None
+        self,
+        user_id: str,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        also: plans.AlsoRevoke | None = None,
+        wait: Wait = None,
+        timeout: float = DEFAULT_WAIT,
     ) -> RevocationResult:
-        return self._revoked(plans.revoke_user(self._ctx, user_id, actor=actor, reason=reason))
+        job = plans.revoke_user(self._ctx, user_id, actor=actor, reason=reason, also=also)
+        return self._revoked(job, "user", wait, timeout)
 
     def revoke_many(
         self,
@@ -136,9 +164,14 @@ class SqlSecretStore:
         actor: str | None = None,
         reason: str | None = None,
         dry_run: bool = False,
+        also: plans.AlsoRevoke | None = None,
+        wait: Wait = None,
+        timeout: float = DEFAULT_WAIT,
     ) -> RevocationResult:
-        job = plans.revoke_many(self._ctx, user_ids, actor=actor, reason=reason, dry_run=dry_run)
-        return self._revoked(job)
+        job = plans.revoke_many(
+            self._ctx, user_ids, actor=actor, reason=reason, dry_run=dry_run, also=also
+        )
+        return self._revoked(job, "users", wait, timeout)
 
     def revoke_cohort(
         self,
@@ -147,9 +180,14 @@ class SqlSecretStore:
         actor: str | None = None,
         reason: str | None = None,
         dry_run: bool = False,
+        also: plans.AlsoRevoke | None = None,
+        wait: Wait = None,
+        timeout: float = DEFAULT_WAIT,
     ) -> RevocationResult:
-        job = plans.revoke_cohort(self._ctx, cohort, actor=actor, reason=reason, dry_run=dry_run)
-        return self._revoked(job)
+        job = plans.revoke_cohort(
+            self._ctx, cohort, actor=actor, reason=reason, dry_run=dry_run, also=also
+        )
+        return self._revoked(job, "cohort", wait, timeout)
 
     def audit_log(self, *, limit: int = 100) -> list[AuditRecord]:
         return self._run(plans.audit_log(self._ctx, limit))
@@ -176,10 +214,63 @@ class SqlSecretStore:
         """How many secrets are not under the primary KEK (``kek_id``: under that KEK)."""
         return self._run(plans.count_rewrap(self._ctx, kek_id))
 
-    def _revoked(self, job: plans.Job[RevocationResult]) -> RevocationResult:
+    def _revoked(
+        self, job: plans.Job[RevocationResult], kind: str, wait: Wait, timeout: float
+    ) -> RevocationResult:
         result = self._run(job)  # committed when this returns
-        rv.announce(self._listeners, result)
-        return result
+        rv.announce(self._listeners, self._event_listeners, result, kind)
+        if wait is None or result.event_id is None:
+            return result
+        acknowledgement = self.wait_applied(result.event_id, timeout=timeout)
+        return dataclasses.replace(result, acknowledgement=acknowledgement)
+
+    # -- the revocation event log and the node registry ---------------------------------
+
+    def add_event_listener(self, listener: EventListener) -> None:
+        """Call ``listener(event)`` after each committed revocation (the bus relay)."""
+        self._event_listeners.append(listener)
+
+    def events_after(self, after: int, limit: int = eventlog.PAGE) -> EventPage:
+        """Up to ``limit`` events after ``after``, and the log's bounds."""
+        return self._run(eventlog.events_after(self._ctx, after, limit))
+
+    def latest_event_id(self) -> int:
+        """The newest event id (0: none yet): the cheap poll every node runs."""
+        return self._run(eventlog.latest(self._ctx))
+
+    def pending_events(self, older_than: float = 0.0) -> list[RevocationEvent]:
+        """Events nobody has published yet, committed at least ``older_than`` s ago."""
+        return self._run(eventlog.pending(self._ctx, older_than))
+
+    def mark_published(self, event_ids: Sequence[int]) -> None:
+        self._run(eventlog.mark_published(self._ctx, event_ids))
+
+    def prune_events(self, before: datetime) -> int:
+        """Delete events older than ``before`` (the newest always stays); how many."""
+        return self._run(eventlog.prune(self._ctx, before))
+
+    def heartbeat(self, node_id: str, watermark: int, info: str | None = None) -> None:
+        """Record that node ``node_id`` is alive and has applied events <= ``watermark``."""
+        self._run(eventlog.heartbeat(self._ctx, node_id, watermark, info))
+
+    def live_nodes(self, within: float = NODE_TTL) -> list[NodeRecord]:
+        """Nodes that heartbeat in the last ``within`` seconds."""
+        return self._run(eventlog.live_nodes(self._ctx, within))
+
+    def forget_node(self, node_id: str) -> None:
+        self._run(eventlog.forget_node(self._ctx, node_id))
+
+    def wait_applied(
+        self, event_id: int, *, timeout: float = DEFAULT_WAIT, within: float = NODE_TTL
+    ) -> Acknowledgement:
+        """Wait until every live node's watermark reaches ``event_id``, or ``timeout``
+        seconds; the answer lists the nodes that had not (``complete`` if none)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = rv.acknowledgement(event_id, self.live_nodes(within))
+            if status.complete or time.monotonic() >= deadline:
+                return status
+            time.sleep(ACK_POLL)
 
     def _run(self, job: plans.Job[T]) -> T:
         """Drive a plan on one connection; commit write jobs, roll back everything else."""

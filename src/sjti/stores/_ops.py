@@ -1,0 +1,46 @@
+"""The operations a plan yields and the job that runs it (see :mod:`sjti.stores._plans`)."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from sqlalchemy import Executable, RowMapping
+
+__all__ = ["Execute", "Fetch", "Job", "Op", "Plan", "Rows"]
+
+T = TypeVar("T")
+Rows = Sequence[RowMapping]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Run a statement and send back its rows."""
+
+    statement: Executable
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    """Run a statement (``params``: executemany) and send back no rows."""
+
+    statement: Executable
+    params: Sequence[dict[str, object]] | None = None
+
+
+Op = Fetch | Execute
+Plan = Generator[Op, Rows, T]
+
+
+@dataclass(frozen=True, slots=True)
+class Job(Generic[T]):
+    """A plan plus its transaction: ``write`` jobs commit, others roll back.
+
+    ``begin`` is the statement that must open a write transaction (SQLite's
+    ``BEGIN IMMEDIATE``), or ``None`` for the driver's default.
+    """
+
+    plan: Plan[T]
+    write: bool
+    begin: str | None = None
