@@ -140,8 +140,7 @@ def revoke(
         for batch in st.rotate_batches(params):
             yield Execute(st.rotate(ctx), batch)
         if also is not None and raw_ids:
-            for op in also(raw_ids):
-                yield op
+            yield from also(raw_ids)
         ids = sorted(map(str, raw_ids))
         audit_rows = yield Fetch(
             st.insert_audit(
