@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install serve demo test check lint typecheck pytest bench bench-http bench-docs lock clean
+.PHONY: install serve demo test check lint typecheck pytest bench bench-http bench-docs soak lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -45,6 +45,9 @@ bench-http: install      ## /me throughput with and without auth (wrk if install
 
 bench-docs: install      ## regenerate docs/benchmark.md from a full run
 	$(BIN)/sjti bench --markdown docs/benchmark.md
+
+soak: install            ## chaos soak: 3 nodes, private PostgreSQL + Redis, faults (docs/reliability.md)
+	$(BIN)/python -m sjti.bench.soak
 
 lock:                    ## refresh requirements-dev.lock from pyproject.toml (needs uv)
 	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
