@@ -1,22 +1,20 @@
-"""What every invalidation bus shares: the listen loop, health checks, reconnects, resync.
+"""What every invalidation bus shares: the executors of the listen plan.
 
-A transport (Redis pub/sub, PostgreSQL LISTEN) only opens a *session* that is subscribed
-when ``open`` returns, yields payloads from ``poll`` and answers ``ping``. The loop here:
+The plan itself (connect, catch up from the event log, listen, ping, poll, heartbeat,
+fail closed, back off) is written once in :mod:`sjti.cache._follow`; here a thread
+(:class:`ThreadedBus`) or an asyncio task (:class:`AsyncBus`) runs its operations. A
+transport (Redis pub/sub, PostgreSQL LISTEN) only opens a *session* that is subscribed
+when ``open`` returns, yields payloads from ``poll`` and answers ``ping``.
 
-1. open a session (subscribed and confirmed by the server), **then** ``cache.resync``:
-   clear, then trust for one lease; state ``connected``;
-2. apply every payload to the cache (drop the named users, or everything);
-3. ping every ``health_check_interval``; every proof of liveness (a pong, a message)
-   renews the cache's lease (``2 x health_check_interval``);
-4. on any error, or when no proof of liveness came for a lease, ``cache.mark_untrusted``
-   at once (the cache is bypassed: every lookup reads through), then reconnect with
-   exponential backoff and go to 1.
+Every proof of liveness (a pong, a message) renews the cache's trust lease
+(``2 x health_check_interval``); any error, or no proof for a lease, makes the cache
+bypassed at once. The lease also covers a listener that hangs without raising.
 
-The lease also covers a listener that hangs without raising: the cache stops trusting
-itself when the lease runs out, whatever the listener thread is doing.
-
-One bus per cache: two buses renewing one cache's lease could re-trust it while the
-other one is down.
+With an event log (``log=``, a SQL store) a bus also keeps a watermark, replays what it
+missed after an outage instead of clearing, polls ``max(id)`` every ``poll_interval``,
+heartbeats its watermark (acknowledged revocation) and republishes events nobody
+published. One bus per cache: two buses renewing one cache's lease could re-trust it while
+the other one is down.
 """
 
 from __future__ import annotations
@@ -24,15 +22,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Final, Protocol, Self
+from typing import Any, Final, Protocol, Self
 
-from .._core.invalidation import decode_invalidation, encode_invalidation
+from .._core.invalidation import decode_invalidation, encode_event, encode_invalidation
 from ..errors import ConfigurationError
+from ..stores.base import RevocationEvent
+from . import _follow as follow
 from .keycache import BusState, KeyCache
 
 __all__ = [  # noqa: RUF022 - plain sorted(), the order tests check (as for sjti)
@@ -50,11 +53,7 @@ DEFAULT_PG_CHANNEL: Final = "sjti_revocations"
 
 logger = logging.getLogger("sjti.cache")
 
-_TICK: Final = 0.1  # longest a listener waits before looking at its stop flag and clock
-
-
-class HealthCheckFailed(Exception):
-    """No proof of liveness within the lease."""
+HealthCheckFailed = follow.HealthCheckFailed
 
 
 class SyncSession(Protocol):
@@ -91,6 +90,14 @@ def encode(user_ids: Sequence[str] | None) -> list[str]:
     return encode_invalidation(None if user_ids is None else list(user_ids))
 
 
+def encode_hint(event: RevocationEvent) -> str:
+    return encode_event(event.id, event.user_ids)
+
+
+def _node_info() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class _BusBase:
     def __init__(
         self,
@@ -100,31 +107,72 @@ class _BusBase:
         reconnect_min: float,
         reconnect_max: float,
         name: str,
+        log: object | None = None,
+        poll_interval: float = 1.0,
+        node_id: str | None = None,
     ) -> None:
         if not health_check_interval > 0:
             raise ConfigurationError("health_check_interval must be positive")
         if not 0 < reconnect_min <= reconnect_max:
             raise ConfigurationError("need 0 < reconnect_min <= reconnect_max")
+        if not 0 < poll_interval <= 60:
+            raise ConfigurationError("poll_interval must be in (0, 60] seconds")
         self.cache = cache
         self.health_check_interval = float(health_check_interval)
         self.lease = 2.0 * self.health_check_interval
         self.reconnect_min = float(reconnect_min)
         self.reconnect_max = float(reconnect_max)
         self.name = name
+        self.log = log
+        self.node_id = node_id or uuid.uuid4().hex[:16]
+        self.publish_failures = 0  # relays that did not reach the bus (the log keeps them)
+        self._published: list[int] = []  # event ids this node relayed, to mark in the log
+        self._published_lock = threading.Lock()
         self._state: BusState = "none"
+        self.follower = follow.Follower(
+            cache,
+            has_log=log is not None,
+            health_check_interval=self.health_check_interval,
+            poll_interval=float(poll_interval),
+            backoff=lambda failures: backoff_delay(
+                failures, self.reconnect_min, self.reconnect_max
+            ),
+            clock=time.monotonic,
+            on_state=self._on_state,
+        )
         self._init_runner()
 
     def _init_runner(self) -> None:
         """Subclasses set up their thread or task state here."""
+
+    def _backoff(self, failures: int) -> float:
+        return backoff_delay(failures, self.reconnect_min, self.reconnect_max)
 
     @property
     def state(self) -> BusState:
         """``none`` (not started), ``connecting``, ``connected``, ``disconnected``, ``closed``."""
         return self._state
 
+    @property
+    def watermark(self) -> int | None:
+        """The last event id applied from the log (``None``: no log, or not yet synced)."""
+        return self.follower.watermark
+
     def _set_state(self, state: BusState) -> None:
         self._state = state
         self.cache.note_bus_state(state)
+
+    def _on_state(self, state: str) -> None:
+        if state == "connected":
+            self._set_state("connected")
+            return
+        if self._state == "connected":
+            logger.warning(
+                "invalidation bus %s lost (%s); cache bypassed until resynchronised",
+                self.name,
+                state.partition(":")[2],
+            )
+        self._set_state("disconnected")
 
     def _claim_cache(self) -> None:
         if self.cache.stats().bus_state not in ("none", "closed"):
@@ -132,31 +180,55 @@ class _BusBase:
         self.cache.mark_untrusted()  # not trusted before the first subscription
         self._set_state("connecting")
 
-    def _lost(self, exc: BaseException) -> None:
-        self.cache.mark_untrusted()
-        if self._state == "connected":
-            logger.warning(
-                "invalidation bus %s lost (%s); cache bypassed until resynchronised",
-                self.name,
-                type(exc).__name__,
-            )
-        self._set_state("disconnected")
+    def _relayed(self, event: RevocationEvent) -> None:
+        with self._published_lock:
+            self._published.append(event.id)
 
-    def _renew(self) -> None:
-        self.cache.mark_trusted(self.lease)
+    def _take_relayed(self) -> list[int]:
+        with self._published_lock:
+            taken, self._published = self._published, []
+        return taken
+
+    def _relay_failed(self, exc: BaseException) -> None:
+        self.publish_failures += 1
+        logger.warning(
+            "revocation event not published on %s (%s); it stays in the log and is "
+            "relayed again, nodes also find it by polling",
+            self.name,
+            type(exc).__name__,
+        )
 
 
 class ThreadedBus(_BusBase):
-    """Base of the synchronous buses: one daemon thread runs the listen loop."""
+    """Base of the synchronous buses: one daemon thread executes the listen plan."""
 
     def _init_runner(self) -> None:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
+        self._session: SyncSession | None = None
 
     def _open(self) -> SyncSession:
         """Connect and subscribe; return only once the server confirmed the subscription."""
         raise NotImplementedError
+
+    def publish_event(self, event: RevocationEvent) -> int:
+        """Send the hint for ``event``; raises on failure (see :meth:`relay`)."""
+        raise NotImplementedError
+
+    def relay(self, event: RevocationEvent) -> None:
+        """A store event listener: publish after commit; never raises.
+
+        A failure is logged and counted (``publish_failures``); the event stays
+        unpublished in the log, where any node's bus relays it again once the bus is back,
+        and every node's poll finds it meanwhile.
+        """
+        try:
+            self.publish_event(event)
+        except Exception as exc:  # the database is the truth; the bus is a hint
+            self._relay_failed(exc)
+        else:
+            self._relayed(event)
 
     def start(self) -> Self:
         """Start listening in a daemon thread (the cache is trusted once subscribed)."""
@@ -192,63 +264,90 @@ class ThreadedBus(_BusBase):
         self.close()
 
     def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            session: SyncSession | None = None
-            try:
-                session = self._open()
-                # Subscribed first; now clear and trust: nothing committed before this
-                # point can be served stale, and everything after it reaches us.
-                self.cache.resync(self.lease)
-                self._set_state("connected")
-                self._connected.set()
-                failures = 0
-                self._listen(session)
-            except Exception as exc:  # any failure means "we may have missed messages"
-                self._connected.clear()
-                self._lost(exc)
-            finally:
-                if session is not None:
-                    with contextlib.suppress(Exception):  # closing a broken link may fail too
-                        session.close()
-            if self._stop.is_set():
-                break
-            failures += 1
-            self._stop.wait(backoff_delay(failures, self.reconnect_min, self.reconnect_max))
-        self._connected.clear()
-        self.cache.mark_untrusted()
+        plan = self.follower.run()
+        try:
+            op = next(plan)
+            while not self._stop.is_set():
+                try:
+                    result = self._execute(op)
+                except Exception as exc:  # the plan decides: fail closed, back off
+                    op = plan.throw(exc)
+                else:
+                    op = plan.send(result)
+        finally:
+            plan.close()
+            self._connected.clear()
+            self.cache.mark_untrusted()
+            self._close_session()
+            log: Any = self.log
+            if log is not None:
+                with contextlib.suppress(Exception):  # best effort: acks stop waiting for us
+                    log.forget_node(self.node_id)
 
-    def _listen(self, session: SyncSession) -> None:
-        interval, lease, cache = self.health_check_interval, self.lease, self.cache
-        last_alive = time.monotonic()
-        next_ping = last_alive + interval
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if now >= next_ping:
-                next_ping = now + interval
-                if session.ping():
-                    last_alive = time.monotonic()
-                    self._renew()
-            if time.monotonic() - last_alive > lease:
-                raise HealthCheckFailed()
-            wait = min(_TICK, max(0.0, next_ping - time.monotonic()))
-            payloads, alive = session.poll(wait)
-            for payload in payloads:
-                apply_payload(cache, payload)
-            if alive:
-                last_alive = time.monotonic()
-                self._renew()
+    def _live(self) -> SyncSession:
+        if self._session is None:
+            raise ConnectionError("no session")
+        return self._session
+
+    def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            with contextlib.suppress(Exception):  # closing a broken link may fail too
+                session.close()
+
+    def _execute(self, op: follow.Op) -> object:
+        log: Any = self.log
+        match op:
+            case follow.Receive(timeout):
+                return self._live().poll(timeout)
+            case follow.Ping():
+                return self._live().ping()
+            case follow.Latest():
+                return log.latest_event_id()
+            case follow.ReadLog(after):
+                return log.events_after(after)
+            case follow.Heartbeat(watermark):
+                log.heartbeat(self.node_id, watermark, _node_info())
+            case follow.Republish(older_than):
+                log.mark_published(self._take_relayed())
+                pending = log.pending_events(older_than)
+                for event in pending:
+                    self.publish_event(event)
+                log.mark_published([event.id for event in pending])
+            case follow.Connect():
+                self._close_session()
+                self._session = self._open()
+            case follow.Disconnect():
+                self._close_session()
+            case follow.Connected(value):
+                (self._connected.set if value else self._connected.clear)()
+            case follow.Sleep(seconds):
+                self._stop.wait(seconds)
+        return None
 
 
 class AsyncBus(_BusBase):
-    """Base of the asyncio buses: one task runs the listen loop."""
+    """Base of the asyncio buses: one task executes the listen plan."""
 
     def _init_runner(self) -> None:
         self._connected: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._session: AsyncSession | None = None
 
     async def _open(self) -> AsyncSession:
         raise NotImplementedError
+
+    async def publish_event(self, event: RevocationEvent) -> int:
+        raise NotImplementedError
+
+    async def relay(self, event: RevocationEvent) -> None:
+        """Publish after commit; never raises (see :meth:`ThreadedBus.relay`)."""
+        try:
+            await self.publish_event(event)
+        except Exception as exc:  # the database is the truth; the bus is a hint
+            self._relay_failed(exc)
+        else:
+            self._relayed(event)
 
     def start(self) -> Self:
         """Start the listen task on the running event loop."""
@@ -297,47 +396,63 @@ class AsyncBus(_BusBase):
         await self.close()
 
     async def _run(self, connected: asyncio.Event) -> None:
-        failures = 0
+        plan = self.follower.run()
         try:
+            op = next(plan)
             while True:
-                session: AsyncSession | None = None
                 try:
-                    session = await self._open()
-                    self.cache.resync(self.lease)
-                    self._set_state("connected")
-                    connected.set()
-                    failures = 0
-                    await self._listen(session)
-                except Exception as exc:
-                    connected.clear()
-                    self._lost(exc)
-                finally:
-                    if session is not None:
-                        with contextlib.suppress(Exception):  # a broken link may fail to close
-                            await asyncio.shield(session.close())
-                failures += 1
-                await asyncio.sleep(backoff_delay(failures, self.reconnect_min, self.reconnect_max))
+                    result = await self._execute(op, connected)
+                except Exception as exc:  # the plan decides: fail closed, back off
+                    op = plan.throw(exc)
+                else:
+                    op = plan.send(result)
         finally:
+            plan.close()
             connected.clear()
             self.cache.mark_untrusted()
+            await self._close_session()
+            log: Any = self.log
+            if log is not None:
+                with contextlib.suppress(Exception):  # best effort: acks stop waiting for us
+                    await asyncio.shield(log.forget_node(self.node_id))
 
-    async def _listen(self, session: AsyncSession) -> None:
-        interval, lease, cache = self.health_check_interval, self.lease, self.cache
-        last_alive = time.monotonic()
-        next_ping = last_alive + interval
-        while True:
-            now = time.monotonic()
-            if now >= next_ping:
-                next_ping = now + interval
-                if await session.ping():
-                    last_alive = time.monotonic()
-                    self._renew()
-            if time.monotonic() - last_alive > lease:
-                raise HealthCheckFailed()
-            wait = min(_TICK, max(0.0, next_ping - time.monotonic()))
-            payloads, alive = await session.poll(wait)
-            for payload in payloads:
-                apply_payload(cache, payload)
-            if alive:
-                last_alive = time.monotonic()
-                self._renew()
+    def _live(self) -> AsyncSession:
+        if self._session is None:
+            raise ConnectionError("no session")
+        return self._session
+
+    async def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            with contextlib.suppress(Exception):  # a broken link may fail to close
+                await asyncio.shield(session.close())
+
+    async def _execute(self, op: follow.Op, connected: asyncio.Event) -> object:
+        log: Any = self.log
+        match op:
+            case follow.Receive(timeout):
+                return await self._live().poll(timeout)
+            case follow.Ping():
+                return await self._live().ping()
+            case follow.Latest():
+                return await log.latest_event_id()
+            case follow.ReadLog(after):
+                return await log.events_after(after)
+            case follow.Heartbeat(watermark):
+                await log.heartbeat(self.node_id, watermark, _node_info())
+            case follow.Republish(older_than):
+                await log.mark_published(self._take_relayed())
+                pending = await log.pending_events(older_than)
+                for event in pending:
+                    await self.publish_event(event)
+                await log.mark_published([event.id for event in pending])
+            case follow.Connect():
+                await self._close_session()
+                self._session = await self._open()
+            case follow.Disconnect():
+                await self._close_session()
+            case follow.Connected(value):
+                (connected.set if value else connected.clear)()
+            case follow.Sleep(seconds):
+                await asyncio.sleep(seconds)
+        return None

@@ -449,6 +449,20 @@ class KeyCache:
             self._trusted_until = -math.inf
             self._clear_locked()
 
+    def suspend(self) -> None:
+        """Stop trusting the cache but keep its entries (bus lost, event log available).
+
+        Bypassed like :meth:`mark_untrusted`; the entries wait for the bus to replay the
+        events it missed (dropping exactly the users they name) before it trusts again.
+        In-flight fills are marked stale: what they read must not land while untrusted.
+        """
+        with self._lock:
+            self._trusted_until = -math.inf
+            for flight in self._flights.values():
+                flight.dirty = True
+            for aflight in self._aflights.values():
+                aflight.dirty = True
+
     def mark_trusted(self, lease: float | None = None) -> None:
         """Trust the cache for ``lease`` seconds (``None``: until told otherwise).
 

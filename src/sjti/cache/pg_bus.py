@@ -34,7 +34,8 @@ import psycopg
 from psycopg import sql
 
 from ..errors import BackendError
-from ._bus import DEFAULT_PG_CHANNEL, AsyncBus, ThreadedBus, encode
+from ..stores.base import RevocationEvent
+from ._bus import DEFAULT_PG_CHANNEL, AsyncBus, ThreadedBus, encode, encode_hint
 from .keycache import KeyCache
 
 __all__ = [  # noqa: RUF022 - plain sorted(), the order tests check (as for sjti)
@@ -142,6 +143,9 @@ class PgNotifyBus(ThreadedBus):
         health_check_interval: float = 1.0,
         reconnect_min: float = 0.05,
         reconnect_max: float = 2.0,
+        log: Any = None,
+        poll_interval: float = 1.0,
+        node_id: str | None = None,
         connect_timeout: float = 5.0,
         application_name: str = "sjti-bus",
         connect_options: Mapping[str, Any] | None = None,
@@ -151,6 +155,9 @@ class PgNotifyBus(ThreadedBus):
             health_check_interval=health_check_interval,
             reconnect_min=reconnect_min,
             reconnect_max=reconnect_max,
+            log=log,
+            poll_interval=poll_interval,
+            node_id=node_id,
             name=f"pg:{channel}",
         )
         self.channel = channel
@@ -170,6 +177,16 @@ class PgNotifyBus(ThreadedBus):
         PostgreSQL did not take them."""
         self.cache.invalidate(user_ids)
         messages = encode(user_ids)
+        self._notify(messages)
+        return len(messages)
+
+    def publish_event(self, event: RevocationEvent) -> int:
+        """NOTIFY the hint for a logged event (stores with ``notify_channel`` already
+        did, in the revocation's transaction); raises :class:`~sjti.BackendError`."""
+        self._notify([encode_hint(event)])
+        return 1
+
+    def _notify(self, messages: list[str]) -> None:
         with self._publish_lock:
             try:
                 if self._publisher is None or self._publisher.closed:
@@ -184,7 +201,6 @@ class PgNotifyBus(ThreadedBus):
                 raise BackendError(
                     "invalidation not published; the revocation is committed"
                 ) from exc
-        return len(messages)
 
     def close(self, timeout: float = 5.0) -> None:
         super().close(timeout)
@@ -240,6 +256,9 @@ class AsyncPgNotifyBus(AsyncBus):
         health_check_interval: float = 1.0,
         reconnect_min: float = 0.05,
         reconnect_max: float = 2.0,
+        log: Any = None,
+        poll_interval: float = 1.0,
+        node_id: str | None = None,
         connect_timeout: float = 5.0,
         application_name: str = "sjti-bus",
         connect_options: Mapping[str, Any] | None = None,
@@ -249,6 +268,9 @@ class AsyncPgNotifyBus(AsyncBus):
             health_check_interval=health_check_interval,
             reconnect_min=reconnect_min,
             reconnect_max=reconnect_max,
+            log=log,
+            poll_interval=poll_interval,
+            node_id=node_id,
             name=f"pg:{channel}",
         )
         self.channel = channel
@@ -263,6 +285,15 @@ class AsyncPgNotifyBus(AsyncBus):
         """See :meth:`PgNotifyBus.publish` (one short-lived connection per call)."""
         self.cache.invalidate(user_ids)
         messages = encode(user_ids)
+        await self._notify(messages)
+        return len(messages)
+
+    async def publish_event(self, event: RevocationEvent) -> int:
+        """See :meth:`PgNotifyBus.publish_event`."""
+        await self._notify([encode_hint(event)])
+        return 1
+
+    async def _notify(self, messages: list[str]) -> None:
         try:
             conn = await psycopg.AsyncConnection.connect(self._url, **self._publish_options)
             async with conn, conn.transaction():
@@ -270,4 +301,3 @@ class AsyncPgNotifyBus(AsyncBus):
                     await conn.execute(_NOTIFY, (self.channel, message))
         except psycopg.Error as exc:
             raise BackendError("invalidation not published; the revocation is committed") from exc
-        return len(messages)

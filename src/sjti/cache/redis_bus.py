@@ -37,7 +37,8 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 from ..errors import BackendError
-from ._bus import DEFAULT_REDIS_CHANNEL, AsyncBus, ThreadedBus, encode
+from ..stores.base import RevocationEvent
+from ._bus import DEFAULT_REDIS_CHANNEL, AsyncBus, ThreadedBus, encode, encode_hint
 from .keycache import KeyCache
 
 __all__ = [  # noqa: RUF022 - plain sorted(), the order tests check (as for sjti)
@@ -152,6 +153,9 @@ class RedisBus(ThreadedBus):
         health_check_interval: float = 1.0,
         reconnect_min: float = 0.05,
         reconnect_max: float = 2.0,
+        log: Any = None,
+        poll_interval: float = 1.0,
+        node_id: str | None = None,
         socket_timeout: float = 5.0,
         redis_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -160,6 +164,9 @@ class RedisBus(ThreadedBus):
             health_check_interval=health_check_interval,
             reconnect_min=reconnect_min,
             reconnect_max=reconnect_max,
+            log=log,
+            poll_interval=poll_interval,
+            node_id=node_id,
             name=f"redis:{channel}",
         )
         self.channel = channel
@@ -190,6 +197,14 @@ class RedisBus(ThreadedBus):
         except redis.RedisError as exc:
             raise BackendError("invalidation not published; the revocation is committed") from exc
         return delivered
+
+    def publish_event(self, event: RevocationEvent) -> int:
+        """Publish the hint for a logged event; raises :class:`~sjti.BackendError` if Redis
+        did not take it (use :meth:`relay` as the store's event listener: it never raises)."""
+        try:
+            return int(self._publisher.publish(self.channel, encode_hint(event)))
+        except redis.RedisError as exc:
+            raise BackendError("revocation event not published") from exc
 
     def close(self, timeout: float = 5.0) -> None:
         super().close(timeout)
@@ -264,6 +279,9 @@ class AsyncRedisBus(AsyncBus):
         health_check_interval: float = 1.0,
         reconnect_min: float = 0.05,
         reconnect_max: float = 2.0,
+        log: Any = None,
+        poll_interval: float = 1.0,
+        node_id: str | None = None,
         socket_timeout: float = 5.0,
         redis_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -272,6 +290,9 @@ class AsyncRedisBus(AsyncBus):
             health_check_interval=health_check_interval,
             reconnect_min=reconnect_min,
             reconnect_max=reconnect_max,
+            log=log,
+            poll_interval=poll_interval,
+            node_id=node_id,
             name=f"redis:{channel}",
         )
         self.channel = channel
@@ -298,6 +319,13 @@ class AsyncRedisBus(AsyncBus):
         except redis.RedisError as exc:
             raise BackendError("invalidation not published; the revocation is committed") from exc
         return delivered
+
+    async def publish_event(self, event: RevocationEvent) -> int:
+        """See :meth:`RedisBus.publish_event`."""
+        try:
+            return int(await self._publisher.publish(self.channel, encode_hint(event)))
+        except redis.RedisError as exc:
+            raise BackendError("revocation event not published") from exc
 
     async def close(self) -> None:
         await super().close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -47,10 +48,36 @@ class _CacheCollector(Collector):
         )
 
 
+class _BusCollector(Collector):
+    """The event log as this node follows it: watermark, replays, publish failures."""
+
+    def __init__(self, bus: Any) -> None:
+        self._bus = bus
+
+    def collect(self) -> Iterator[Metric]:
+        bus = self._bus
+        yield GaugeMetricFamily(
+            "sjti_event_watermark", "Last revocation event applied", bus.watermark or 0
+        )
+        yield GaugeMetricFamily(
+            "sjti_events_replayed", "Events applied from the log", bus.follower.replayed
+        )
+        yield GaugeMetricFamily(
+            "sjti_event_log_clears",
+            "Cache clears: first sync or a pruned gap",
+            bus.follower.cleared,
+        )
+        yield GaugeMetricFamily(
+            "sjti_event_publish_failures",
+            "Revocation events this node could not publish (relayed later)",
+            bus.publish_failures,
+        )
+
+
 class Metrics:
     """The service's counters."""
 
-    def __init__(self, cache_stats: Callable[[], CacheStats]) -> None:
+    def __init__(self, cache_stats: Callable[[], CacheStats], bus: Any = None) -> None:
         self.registry = CollectorRegistry()
         self.verifications = Counter(
             "sjti_verifications",
@@ -74,3 +101,5 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_CacheCollector(cache_stats))
+        if bus is not None:
+            self.registry.register(_BusCollector(bus))

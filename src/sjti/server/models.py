@@ -105,6 +105,10 @@ class RevocationIn(BaseModel):
     cohort: CohortIn | None = None
     dry_run: bool = False
     reason: Annotated[str, Field(max_length=200)] | None = None
+    wait: bool = Field(
+        default=False,
+        description="answer only once every live node applied the revocation (or timeout)",
+    )
 
     @model_validator(mode="after")
     def _one_selection(self) -> RevocationIn:
@@ -120,6 +124,11 @@ class RevocationOut(BaseModel):
     dry_run: bool
     audit_id: int | None
     refresh_sessions_revoked: int
+    event_id: int | None = None
+    # With ``wait``: the live nodes that applied the event, and those that had not by the
+    # timeout (empty when every live node acknowledged).
+    acknowledged_by: list[str] | None = None
+    pending_nodes: list[str] | None = None
 
 
 class AuditOut(BaseModel):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine, text
 
 from .._core.claims import ClaimsPolicy
-from ..cache import CachedKeys, KeyCache
+from ..cache import DEFAULT_PG_CHANNEL, CachedKeys, KeyCache
+from ..cache.pg_bus import PgNotifyBus
+from ..cache.poll_bus import LogPollBus
 from ..cache.redis_bus import RedisBus
 from ..stores.base import RevocationResult
 from ..stores.sql import SqlSecretStore
@@ -24,6 +27,24 @@ from .settings import Settings
 __all__ = ["Services"]
 
 logger = logging.getLogger("sjti.server")
+
+
+Bus = RedisBus | PgNotifyBus | LogPollBus
+
+
+def _bus_for(settings: Settings, cache: KeyCache, store: SqlSecretStore) -> Bus | None:
+    """Redis if configured; else NOTIFY on PostgreSQL; else a log poll if the operator
+    opted in; else none (the cache stays untrusted: every lookup reads the database)."""
+    common: dict[str, Any] = {"log": store, "poll_interval": settings.poll_interval}
+    if settings.redis_url is not None:
+        bus: Bus = RedisBus(cache, settings.redis_url, **common)
+        store.add_event_listener(bus.relay)  # publish after commit; never fails a revocation
+        return bus
+    if settings.on_postgresql:
+        return PgNotifyBus(cache, settings.database_url, channel=DEFAULT_PG_CHANNEL, **common)
+    if settings.cache_without_bus == "poll":
+        return LogPollBus(cache, **common)
+    return None
 
 
 @dataclass(eq=False)
@@ -42,7 +63,7 @@ class Services:
     metrics: Metrics
     user_limiter: FailureLimiter
     ip_limiter: FailureLimiter
-    bus: RedisBus | None = None  # when SJTI_REDIS_URL is set
+    bus: Bus | None = None
     _closed: bool = field(default=False, repr=False)
 
     @classmethod
@@ -51,19 +72,26 @@ class Services:
         material = load_key_material(settings)
         engine = make_engine(settings.database_url)
         migrate(engine)
-        store = SqlSecretStore(engine, material.kek_ring, LAYOUT, cohort_columns=COHORT_COLUMNS)
-        # One process without a bus: the store's own listener keeps the cache exact, so it
-        # is trusted. Several workers without Redis: nobody would tell this worker about
-        # another's revocation, so the cache stays untrusted (every lookup reads through).
-        cache = KeyCache(max_age=settings.cache_max_age, trusted=settings.shared_cache_safe)
-        bus: RedisBus | None = None
-        if settings.redis_url is not None:
-            bus = RedisBus(cache, settings.redis_url).start()
-            store.add_listener(bus.publish)
+        # On PostgreSQL without Redis, the revocation's own transaction sends the NOTIFY.
+        notify = DEFAULT_PG_CHANNEL if settings.on_postgresql and not settings.redis_url else None
+        store = SqlSecretStore(
+            engine,
+            material.kek_ring,
+            LAYOUT,
+            cohort_columns=COHORT_COLUMNS,
+            notify_channel=notify,
+        )
+        # Untrusted until a bus (or the log poll) proves it current: trust on evidence.
+        cache = KeyCache(max_age=settings.cache_max_age)
+        store.add_listener(cache.invalidate)  # this process refuses at once, bus or not
+        bus = _bus_for(settings, cache, store)
+        if bus is None:
+            logger.warning(
+                "no invalidation bus (SJTI_REDIS_URL, PostgreSQL, or SJTI_CACHE_WITHOUT_BUS="
+                "poll): the user-key cache is bypassed"
+            )
         else:
-            store.add_listener(cache.invalidate)
-            if not settings.shared_cache_safe:
-                logger.warning("several workers and no SJTI_REDIS_URL: user-key cache disabled")
+            bus.start()
         keys = CachedKeys(store, cache=cache)
         policy = ClaimsPolicy(issuer=settings.issuer, audience=settings.audience)
         issuer = Issuer(
@@ -81,9 +109,11 @@ class Services:
             keys=keys,
             issuer=issuer,
             verifier=verifier,
-            refresh=RefreshStore(engine, material.refresh_key, settings.refresh_ttl),
+            refresh=RefreshStore(
+                engine, material.refresh_key, settings.refresh_ttl, material.kek_ring
+            ),
             passwords=Passwords(),
-            metrics=Metrics(keys.stats),
+            metrics=Metrics(keys.stats, bus),
             user_limiter=FailureLimiter(settings.login_max_failures, settings.login_window),
             ip_limiter=FailureLimiter(settings.login_max_failures_per_ip, settings.login_window),
             bus=bus,

@@ -4,8 +4,18 @@ A refresh token is the ``session`` strategy's split token (:mod:`sjti._core.stra
 session`): ``id.secret.mac``. The MAC (server key) drops forged tokens before any query;
 the table keeps only ``SHA-256(secret)``. Every use **rotates**: the token is marked used
 (atomically, ``UPDATE ... WHERE used = false``) and a new one joins the family. Presenting
-a used token again is **reuse**: the whole family is revoked and the caller is told so
-(:class:`ReuseDetected`), so it can also cut the user's access tokens and audit it.
+a used token again is **reuse**: nothing is changed here and the caller is told so
+(:class:`ReuseDetected`); it revokes the family and the user's key in one transaction.
+
+Minting is serialised against revocation
+    Both grants (:meth:`RefreshStore.login`, :meth:`RefreshStore.rotate`) run in ONE
+    transaction that locks the user's row first (``SELECT ... FOR UPDATE`` on PostgreSQL;
+    SQLite's ``BEGIN IMMEDIATE`` admits one writer), then validates the grant, rotates the
+    refresh token and reads the user's key from the locked row. A revocation locks the
+    same row, so it either commits first (the grant then finds its family revoked, or its
+    key version changed) or waits until the grant committed (the grant's key and family
+    are then rotated and revoked by it). Invariant: no token minted by a request that
+    started before a revocation committed is accepted after that revocation returned.
 """
 
 from __future__ import annotations
@@ -13,23 +23,38 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, select, update
+from sqlalchemy import Connection, Engine, RowMapping, and_, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from .._core.binding import UserKey
 from .._core.codec import b64url_encode
 from .._core.strategies import session as split
-from ..errors import SjtiError
+from .._core.wrapping import KekRing
+from ..errors import BackendError, SjtiError
+from ..stores._ops import Fetch, Plan
 from ..stores._revocation import utc_now
-from .db import families, refresh_tokens, users
+from ..stores.layouts import user_key_from_row
+from .db import LAYOUT, families, refresh_tokens, users
+from .users import User, user_from_row
 
 __all__ = [
+    "AccountChanged",
     "Family",
     "InvalidRefreshToken",
+    "Minted",
+    "NoSecretYet",
     "RefreshStore",
     "ReuseDetected",
     "Rotated",
+    "revoke_families_of",
+    "revoke_family_too",
 ]
 
 
@@ -38,7 +63,7 @@ class InvalidRefreshToken(Exception):
 
 
 class ReuseDetected(InvalidRefreshToken):
-    """An already-rotated token came back: its family is now revoked."""
+    """An already-rotated token came back: the caller must revoke its family (and key)."""
 
     def __init__(self, user_id: str, family_id: str) -> None:
         super().__init__("refresh token reuse")
@@ -59,6 +84,14 @@ class Family:
     revoked: bool
 
 
+class AccountChanged(Exception):
+    """The user's key changed (a revocation) while the password grant ran: retry."""
+
+
+class NoSecretYet(Exception):
+    """The user has no token secret yet: ``store.ensure`` it, then mint again."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rotated:
     """The result of a successful refresh: the new token and where it belongs."""
@@ -68,17 +101,64 @@ class Rotated:
     family_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class Minted:
+    """A grant that committed: the refresh token, the user as locked, and the user key read
+    in the same transaction (sign the access token with this key, never a later read)."""
+
+    session: Rotated
+    user: User
+    key: UserKey
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class RefreshStore:
-    """Issue, rotate, list and revoke refresh-token families."""
+def revoke_families_of(counted: list[int]) -> Any:
+    """The ``also`` sub-plan for a key revocation: revoke every live family of the selected
+    users in the same transaction; appends how many to ``counted``."""
 
-    def __init__(self, engine: Engine, key: split.SessionKey, ttl: int) -> None:
+    def plan(user_ids: Sequence[Any]) -> Plan[None]:
+        now = utc_now()
+        for start in range(0, len(user_ids), 500):
+            rows = yield Fetch(
+                update(families)
+                .where(
+                    families.c.user_id.in_(list(user_ids[start : start + 500])),
+                    families.c.revoked.is_(False),
+                )
+                .values(revoked=True, revoked_at=now)
+                .returning(families.c.id)
+            )
+            counted.append(len(rows))
+
+    return plan
+
+
+def revoke_family_too(family_id: str) -> Any:
+    """The ``also`` sub-plan for reuse detection: that family, with the key rotation."""
+
+    def plan(_user_ids: Sequence[Any]) -> Plan[None]:
+        yield Fetch(
+            update(families)
+            .where(families.c.id == family_id)
+            .values(revoked=True, revoked_at=utc_now())
+            .returning(families.c.id)
+        )
+
+    return plan
+
+
+class RefreshStore:
+    """Issue, rotate, list and revoke refresh-token families; mint under the user lock."""
+
+    def __init__(self, engine: Engine, key: split.SessionKey, ttl: int, kek_ring: KekRing) -> None:
         self._engine = engine
         self._key = key
         self._ttl = ttl
+        self._ring = kek_ring
+        self._sqlite = engine.dialect.name == "sqlite"
 
     def _mint(self, user_id: str, family_id: str, now: datetime) -> tuple[str, dict[str, object]]:
         token, record = split.mint(
@@ -94,12 +174,47 @@ class RefreshStore:
         }
         return token, row
 
-    def start(self, user_id: str, *, user_agent: str | None, ip: str | None) -> Rotated:
-        """A new family (device session) and its first refresh token."""
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction (SQLite: BEGIN IMMEDIATE); database errors -> 503."""
+        try:
+            with self._engine.connect() as conn:
+                if self._sqlite:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                yield conn
+                conn.commit()
+        except (DBAPIError, PoolTimeoutError):
+            raise BackendError("database unavailable") from None
+
+    def _lock_user(self, conn: Connection, user_id: str) -> RowMapping | None:
+        """The user's row, locked until commit: revocations of this user wait for us."""
+        query = select(users).where(users.c.id == user_id)
+        if not self._sqlite:
+            query = query.with_for_update()
+        return conn.execute(query).mappings().one_or_none()
+
+    def _key_of(self, row: RowMapping) -> UserKey:
+        key = user_key_from_row(row, self._ring, LAYOUT)
+        if key is None:
+            raise NoSecretYet()
+        return key
+
+    def login(
+        self, user_id: str, version: int | None, *, user_agent: str | None, ip: str | None
+    ) -> Minted:
+        """Password grant: a new family, its first token, the key; refused with
+        :class:`AccountChanged` if the key version moved since the password was checked
+        (a revocation committed while the request ran)."""
         now = utc_now()
         family_id = secrets.token_urlsafe(12)
         token, row = self._mint(user_id, family_id, now)
-        with self._engine.begin() as conn:
+        with self._write() as conn:
+            locked = self._lock_user(conn, user_id)
+            if locked is None:
+                raise AccountChanged()
+            key = self._key_of(locked)
+            if version is not None and int(locked[LAYOUT.version_column] or 0) != version:
+                raise AccountChanged()
             conn.execute(
                 families.insert().values(
                     id=family_id,
@@ -112,24 +227,43 @@ class RefreshStore:
                 )
             )
             conn.execute(refresh_tokens.insert().values(**row))
-        return Rotated(token, user_id, family_id)
+            conn.execute(update(users).where(users.c.id == user_id).values(last_login_at=now))
+            user = user_from_row(locked)
+        return Minted(Rotated(token, user_id, family_id), user, key)
 
-    def rotate(self, token: str) -> Rotated:
-        """Use ``token`` once: a new token of the same family, or an error."""
+    def rotate(self, token: str) -> Minted:
+        """Refresh grant: use ``token`` once; a new token of the same family and the key.
+
+        :class:`ReuseDetected` (nothing changed: the caller revokes) if it was used before;
+        :class:`InvalidRefreshToken` for anything else that is wrong.
+        """
         try:
             parsed = split.check_mac(token, self._key)
         except SjtiError:
             raise InvalidRefreshToken() from None
         token_id = b64url_encode(parsed.id).decode("ascii")
         now = utc_now()
-        with self._engine.begin() as conn:
+        with self._write() as conn:
+            owner = conn.execute(
+                select(families.c.user_id)
+                .join(refresh_tokens, families.c.id == refresh_tokens.c.family_id)
+                .where(refresh_tokens.c.id == token_id)
+            ).scalar_one_or_none()
+            if owner is None:
+                raise InvalidRefreshToken()
+            locked = self._lock_user(conn, owner)
+            # Read after the lock: a revocation that committed meanwhile is visible now.
             row = conn.execute(
                 select(refresh_tokens, families.c.user_id, families.c.revoked.label("gone"))
                 .join(families, families.c.id == refresh_tokens.c.family_id)
                 .where(refresh_tokens.c.id == token_id)
             ).one_or_none()
-            if row is None or not hmac.compare_digest(
-                split.verifier_hash(parsed.secret).hex(), row.verifier_hash
+            if (
+                locked is None
+                or row is None
+                or not hmac.compare_digest(
+                    split.verifier_hash(parsed.secret).hex(), row.verifier_hash
+                )
             ):
                 raise InvalidRefreshToken()
             if row.gone or row.expires_at <= now:
@@ -140,16 +274,15 @@ class RefreshStore:
                 .values(used=True)
             )
             if claimed.rowcount != 1:
-                self._revoke_in(conn, [row.family_id], now)
-                reuse = ReuseDetected(row.user_id, row.family_id)
-            else:
-                new_token, new_row = self._mint(row.user_id, row.family_id, now)
-                conn.execute(refresh_tokens.insert().values(**new_row))
-                conn.execute(
-                    update(families).where(families.c.id == row.family_id).values(last_used_at=now)
-                )
-                return Rotated(new_token, row.user_id, row.family_id)
-        raise reuse  # after the commit: the family stays revoked
+                raise ReuseDetected(row.user_id, row.family_id)  # rolls back: nothing changed
+            key = self._key_of(locked)
+            new_token, new_row = self._mint(row.user_id, row.family_id, now)
+            conn.execute(refresh_tokens.insert().values(**new_row))
+            conn.execute(
+                update(families).where(families.c.id == row.family_id).values(last_used_at=now)
+            )
+            user = user_from_row(locked)
+        return Minted(Rotated(new_token, row.user_id, row.family_id), user, key)
 
     def lookup(self, token: str) -> tuple[str, str] | None:
         """(user id, family id) of a live refresh token, without using it."""
@@ -204,37 +337,3 @@ class RefreshStore:
                 .values(revoked=True, revoked_at=utc_now())
             )
             return done.rowcount == 1
-
-    def revoke_users(self, user_ids: list[str]) -> int:
-        """Revoke every family of these users; how many were revoked."""
-        total = 0
-        now = utc_now()
-        with self._engine.begin() as conn:
-            for start in range(0, len(user_ids), 500):
-                chunk = user_ids[start : start + 500]
-                done = conn.execute(
-                    update(families)
-                    .where(families.c.user_id.in_(chunk), families.c.revoked.is_(False))
-                    .values(revoked=True, revoked_at=now)
-                )
-                total += done.rowcount
-        return total
-
-    def revoke_where(self, user_filters: list[ColumnElement[bool]]) -> int:
-        """Revoke every live family of the users matching ``user_filters`` (all ANDed)."""
-        selected = select(users.c.id).where(*user_filters)
-        with self._engine.begin() as conn:
-            done = conn.execute(
-                update(families)
-                .where(families.c.user_id.in_(selected), families.c.revoked.is_(False))
-                .values(revoked=True, revoked_at=utc_now())
-            )
-            return done.rowcount
-
-    @staticmethod
-    def _revoke_in(conn: Connection, family_ids: list[str], now: datetime) -> None:
-        conn.execute(
-            update(families)
-            .where(families.c.id.in_(family_ids))
-            .values(revoked=True, revoked_at=now)
-        )

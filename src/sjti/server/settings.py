@@ -77,6 +77,23 @@ class Settings(BaseSettings):
     cache_max_age: float = Field(
         default=60.0, gt=0, description="user-key cache entry lifetime, seconds"
     )
+    cache_without_bus: Literal["bypass", "poll"] = Field(
+        default="bypass",
+        description=(
+            "with neither Redis nor PostgreSQL NOTIFY: 'bypass' reads every user key from the "
+            "database; 'poll' trusts the cache while polling the event log (other processes "
+            "may accept a revoked token for up to POLL_INTERVAL seconds)"
+        ),
+    )
+    poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="seconds between event-log polls (bounds staleness when a publish is lost)",
+    )
+    revoke_wait_timeout: float = Field(
+        default=5.0, gt=0, le=60, description="longest an acknowledged revocation waits, seconds"
+    )
 
     @model_validator(mode="after")
     def _production_needs_kek(self) -> Settings:
@@ -91,6 +108,5 @@ class Settings(BaseSettings):
         return frozenset(name.strip() for name in self.admin_usernames.split(",") if name.strip())
 
     @property
-    def shared_cache_safe(self) -> bool:
-        """Whether a per-process cache may be trusted without a bus: one process only."""
-        return self.redis_url is None and self.workers == 1
+    def on_postgresql(self) -> bool:
+        return self.database_url.startswith(("postgresql", "postgres"))

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from ..stores._revocation import utc_now
 from .db import users
 
-__all__ = ["DuplicateUserError", "User", "create_user", "get_by_id", "get_by_name", "note_login"]
+__all__ = [
+    "Credentials",
+    "DuplicateUserError",
+    "User",
+    "create_user",
+    "get_by_id",
+    "get_by_name",
+    "user_from_row",
+]
 
 
 class DuplicateUserError(Exception):
@@ -67,23 +77,39 @@ def create_user(
     return user
 
 
-def get_by_name(engine: Engine, username: str) -> tuple[User, str] | None:
-    """The user and its password hash, for a login."""
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a password grant checks, read when the request starts: the user, the password
+    hash, and the user key's version (the mint refuses if it moved meanwhile)."""
+
+    user: User
+    password_hash: str
+    key_version: int | None  # None: no key yet (nothing to revoke, nothing to race)
+
+
+def user_from_row(row: Mapping[Any, Any]) -> User:
+    """The public part of a users row (a row the caller already holds)."""
+    return User(*(row[c.name] for c in _PUBLIC))
+
+
+def get_by_name(engine: Engine, username: str) -> Credentials | None:
+    """The user, its password hash and key version, for a login."""
     with engine.connect() as conn:
         row = conn.execute(
-            select(*_PUBLIC, users.c.password_hash).where(users.c.username == username)
+            select(
+                *_PUBLIC,
+                users.c.password_hash,
+                users.c.token_version,
+                users.c.token_secret.is_not(None).label("has_key"),
+            ).where(users.c.username == username)
         ).one_or_none()
     if row is None:
         return None
-    return User(*row[:6]), row.password_hash
+    version = int(row.token_version or 0) if row.has_key else None
+    return Credentials(User(*row[:6]), row.password_hash, version)
 
 
 def get_by_id(engine: Engine, user_id: str) -> User | None:
     with engine.connect() as conn:
         row = conn.execute(select(*_PUBLIC).where(users.c.id == user_id)).one_or_none()
     return None if row is None else User(*row)
-
-
-def note_login(engine: Engine, user_id: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(update(users).where(users.c.id == user_id).values(last_login_at=utc_now()))

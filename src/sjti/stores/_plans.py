@@ -99,8 +99,9 @@ def ensure(ctx: st.Context, user_id: str) -> Job[bytes]:
 
 
 # Statements a caller adds to a revocation's transaction, given the selected ids (as the
-# id column stores them): e.g. the service revoking the same users' refresh tokens.
-AlsoRevoke = Callable[[Sequence[Any]], Iterable[Op]]
+# id column stores them): a sub-plan, e.g. the service revoking the same users' refresh
+# tokens. It runs after the rotation, before the audit and event rows.
+AlsoRevoke = Callable[[Sequence[Any]], Plan[None]]
 
 
 def revoke(

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import ColumnElement
 
 from ...stores.base import Cohort
 from ..auth import AdminPrincipal, ServicesDep
-from ..db import users
-from ..models import AuditOut, CohortIn, RevocationIn, RevocationOut
+from ..models import AuditOut, RevocationIn, RevocationOut
+from ..sessions import revoke_families_of
 
 router = APIRouter(prefix="/admin", tags=["admin"])
-
-
-def _user_filter(cohort: CohortIn) -> list[ColumnElement[bool]]:
-    """The same selection as the store's cohort, on the users table (for refresh families)."""
-    filters: list[ColumnElement[bool]] = []
-    if cohort.tenant is not None:
-        filters.append(users.c.tenant == cohort.tenant)
-    if cohort.role is not None:
-        filters.append(users.c.role == cohort.role)
-    if cohort.created_before is not None:
-        filters.append(users.c.created_at < cohort.created_before)
-    if cohort.last_login_before is not None:
-        filters.append(users.c.last_login_at < cohort.last_login_before)
-    return filters
 
 
 @router.post("/revocations", response_model=RevocationOut)
@@ -34,6 +19,16 @@ def revoke(body: RevocationIn, admin: AdminPrincipal, services: ServicesDep) -> 
     """Rotate the key of every selected user (all their access tokens end at once) and
     revoke their refresh tokens. ``dry_run`` says who would be logged out, changing nothing."""
     actor = f"admin:{admin.user.username}"
+    counted: list[int] = []
+    # One transaction per request: keys, refresh families, audit row, one event.
+    options: dict[str, Any] = {
+        "actor": actor,
+        "reason": body.reason,
+        "dry_run": body.dry_run,
+        "also": revoke_families_of(counted),
+        "wait": "all" if body.wait else None,
+        "timeout": services.settings.revoke_wait_timeout,
+    }
     if body.cohort is not None:
         cohort = Cohort(
             tenant=body.cohort.tenant,
@@ -41,24 +36,21 @@ def revoke(body: RevocationIn, admin: AdminPrincipal, services: ServicesDep) -> 
             created_before=body.cohort.created_before,
             last_login_before=body.cohort.last_login_before,
         )
-        result = services.store.revoke_cohort(
-            cohort, actor=actor, reason=body.reason, dry_run=body.dry_run
-        )
-        sessions = 0 if body.dry_run else services.refresh.revoke_where(_user_filter(body.cohort))
+        result = services.store.revoke_cohort(cohort, **options)
     else:
-        ids = sorted(set(body.user_ids or ()))
-        result = services.store.revoke_many(
-            ids, actor=actor, reason=body.reason, dry_run=body.dry_run
-        )
-        sessions = 0 if body.dry_run else services.refresh.revoke_users(ids)
+        result = services.store.revoke_many(sorted(set(body.user_ids or ())), **options)
     services.revoked(result, "admin")
+    ack = result.acknowledgement
     return RevocationOut(
         count=result.count,
         user_ids=list(result.user_ids),
         truncated=result.truncated,
         dry_run=result.dry_run,
         audit_id=result.audit_id,
-        refresh_sessions_revoked=sessions,
+        refresh_sessions_revoked=sum(counted),
+        event_id=result.event_id,
+        acknowledged_by=None if ack is None else list(ack.acknowledged),
+        pending_nodes=None if ack is None else list(ack.pending),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request, Response
@@ -9,8 +10,15 @@ from fastapi import APIRouter, Form, HTTPException, Request, Response
 from ..auth import ServicesDep, access_claims, bearer_challenge
 from ..models import NewUser, TokenOut, UserOut
 from ..services import Services
-from ..sessions import InvalidRefreshToken, ReuseDetected, Rotated
-from ..users import DuplicateUserError, User, create_user, get_by_id, get_by_name, note_login
+from ..sessions import (
+    AccountChanged,
+    InvalidRefreshToken,
+    Minted,
+    NoSecretYet,
+    ReuseDetected,
+    revoke_family_too,
+)
+from ..users import DuplicateUserError, User, create_user, get_by_name
 
 router = APIRouter(tags=["users and tokens"])
 
@@ -54,18 +62,28 @@ def _grant_error(status: int, error: str, description: str) -> HTTPException:
     return HTTPException(status, {"error": error, "error_description": description}, headers)
 
 
-def _tokens(services: Services, user: User, session: Rotated, response: Response) -> TokenOut:
+def _tokens(services: Services, minted: Minted, response: Response) -> TokenOut:
+    """Sign with the key read in the grant's transaction (never a later read)."""
     response.headers.update(_NO_STORE)
     access = services.issuer.issue(
-        user.id,
-        services.store.ensure(user.id),
-        claims=access_claims(services, user, session.family_id),
+        minted.user.id,
+        minted.key,
+        claims=access_claims(services, minted.user, minted.session.family_id),
     )
     return TokenOut(
         access_token=access,
         expires_in=services.settings.access_ttl,
-        refresh_token=session.token,
+        refresh_token=minted.session.token,
     )
+
+
+def _with_secret(services: Services, user_id: str, mint: Callable[[], Minted]) -> Minted:
+    """Mint; a user's very first grant creates their secret first (then mints again)."""
+    try:
+        return mint()
+    except NoSecretYet:
+        services.store.ensure(user_id)
+        return mint()
 
 
 def _password_grant(
@@ -81,32 +99,54 @@ def _password_grant(
             {"error": "too_many_attempts", "error_description": "too many failed logins"},
             {"Retry-After": str(wait), **_NO_STORE},
         )
-    found = get_by_name(services.engine, name)
+    found = get_by_name(services.engine, name)  # the key version as the request starts
     # Unknown users cost one argon2 verification too: the timing says nothing.
-    ok = services.passwords.verify(found[1] if found else None, password[:1024])
+    ok = services.passwords.verify(found.password_hash if found else None, password[:1024])
     if found is None or not ok:
         services.ip_limiter.failed(ip)
         services.user_limiter.failed(name)
         services.metrics.logins.labels("password", "failed").inc()
         raise _grant_error(401, "invalid_grant", "invalid username or password")
-    user = found[0]
     services.user_limiter.succeeded(name)
-    note_login(services.engine, user.id)
-    session = services.refresh.start(user.id, user_agent=request.headers.get("user-agent"), ip=ip)
+    user_id = found.user.id
+    try:
+        minted = _with_secret(
+            services,
+            user_id,
+            lambda: services.refresh.login(
+                user_id,
+                found.key_version,
+                user_agent=request.headers.get("user-agent"),
+                ip=ip,
+            ),
+        )
+    except AccountChanged:
+        # A revocation of this user committed while we checked the password: a token
+        # minted now would outlive it. The client simply asks again.
+        services.metrics.logins.labels("password", "raced").inc()
+        raise HTTPException(
+            503,
+            {"error": "temporarily_unavailable", "error_description": "account changed; retry"},
+            {"Retry-After": "0", **_NO_STORE},
+        ) from None
     services.metrics.logins.labels("password", "ok").inc()
-    return _tokens(services, user, session, response)
+    return _tokens(services, minted, response)
 
 
 def _refresh_grant(services: Services, response: Response, refresh_token: str) -> TokenOut:
     try:
-        session = services.refresh.rotate(refresh_token)
+        minted = services.refresh.rotate(refresh_token)
+    except NoSecretYet:
+        raise _grant_error(400, "invalid_grant", "invalid refresh token") from None
     except ReuseDetected as reuse:
-        # Theft is likely: the family is revoked; rotating the user key also ends every
-        # access token an attacker got from it (other devices simply refresh again).
+        # Theft is likely: the family is revoked and the user key rotated (every access
+        # token an attacker got from it ends; other devices simply refresh again), in one
+        # transaction with the audit row and the event.
         result = services.store.revoke(
             reuse.user_id,
             actor="sjti-server",
             reason=f"refresh token reuse detected in session {reuse.family_id}",
+            also=revoke_family_too(reuse.family_id),
         )
         services.revoked(result, "reuse")
         services.metrics.logins.labels("refresh_token", "reuse").inc()
@@ -114,11 +154,8 @@ def _refresh_grant(services: Services, response: Response, refresh_token: str) -
     except InvalidRefreshToken:
         services.metrics.logins.labels("refresh_token", "failed").inc()
         raise _grant_error(400, "invalid_grant", "invalid refresh token") from None
-    user = get_by_id(services.engine, session.user_id)
-    if user is None:
-        raise _grant_error(400, "invalid_grant", "invalid refresh token")
     services.metrics.logins.labels("refresh_token", "ok").inc()
-    return _tokens(services, user, session, response)
+    return _tokens(services, minted, response)
 
 
 @router.post(

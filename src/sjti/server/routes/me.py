@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Response
 
 from ..auth import CurrentPrincipal, ServicesDep
 from ..models import DeviceLogoutOut, SessionOut, UserOut
+from ..sessions import revoke_families_of
 from .auth import user_out
 
 router = APIRouter(tags=["me"])
@@ -22,8 +23,11 @@ def logout(principal: CurrentPrincipal, services: ServicesDep) -> Response:
     """Log out every device: rotate the user key (all access tokens end now) and revoke
     every refresh-token family."""
     user_id = principal.user.id
-    result = services.store.revoke(user_id, actor=user_id, reason="logout (all devices)")
-    services.refresh.revoke_users([user_id])
+    # One transaction: the key rotation, every refresh family, the audit row, the event.
+    # Publishing to the bus happens after the commit and never fails the logout.
+    result = services.store.revoke(
+        user_id, actor=user_id, reason="logout (all devices)", also=revoke_families_of([])
+    )
     services.revoked(result, "logout")
     return Response(status_code=204)
 

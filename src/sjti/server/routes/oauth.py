@@ -12,6 +12,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from ...errors import TokenError
 from ..auth import ServicesDep, bearer_challenge, verify_access_token
 from ..services import Services
+from ..sessions import revoke_family_too
 
 router = APIRouter(tags=["oauth"])
 
@@ -46,11 +47,15 @@ def revoke(
     except TokenError:
         return {}
     sid = claims.get("sid")
-    if isinstance(sid, str):
-        services.refresh.revoke_family(user.id, sid)
     if services.settings.session_granularity == "user":
-        result = services.store.revoke(user.id, actor=user.id, reason="RFC 7009 revocation")
+        # Key rotation and that session's refresh tokens: one transaction.
+        also = revoke_family_too(sid) if isinstance(sid, str) else None
+        result = services.store.revoke(
+            user.id, actor=user.id, reason="RFC 7009 revocation", also=also
+        )
         services.revoked(result, "rfc7009")
+    elif isinstance(sid, str):
+        services.refresh.revoke_family(user.id, sid)
     return {}
 
 

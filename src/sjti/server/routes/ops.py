@@ -20,13 +20,27 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {}})
 def readyz(services: ServicesDep, response: Response) -> dict[str, Any]:
-    """The database answers and, with Redis configured, the bus is connected."""
+    """Ready: the database answers and the bus (if any) is connected.
+
+    ``cache``: ``trusted`` (a bus or the log poll proves it current) or ``bypassed``
+    (every user key is read from the database: correct, slower). ``watermark``: the last
+    revocation event this process applied; ``node``: its id in the node registry.
+    """
     database = services.database_ok()
-    bus = services.bus_state()
-    ready = database and (services.bus is None or bus == "connected")
+    stats = services.keys.stats()
+    bus = services.bus
+    ready = database and (bus is None or stats.bus_state == "connected")
     if not ready:
         response.status_code = 503
-    return {"ready": ready, "database": database, "bus": bus}
+    return {
+        "ready": ready,
+        "database": database,
+        "bus": stats.bus_state,
+        "bus_kind": None if bus is None else bus.name.partition(":")[0],
+        "cache": "trusted" if stats.trusted else "bypassed",
+        "watermark": None if bus is None else bus.watermark,
+        "node": None if bus is None else bus.node_id,
+    }
 
 
 @router.get("/metrics", response_class=Response)

@@ -1,0 +1,318 @@
+"""What a node's bus does, written once: a plan (a generator of operations) that the
+threaded and the asyncio bus only execute. No I/O here; the clock is passed in.
+
+The plan, per connection::
+
+    Connect (subscribed, confirmed)
+      -> catch up from the event log: replay every event after the watermark
+         (or, first time / gap pruned: clear and start at the log's newest id)
+      -> trust the cache for one lease; Heartbeat(watermark)
+      -> listen: Receive payloads; Ping every health check; every poll interval
+         Latest (the cheap max(id)), catch up if it moved, Heartbeat, Republish
+    any error -> the cache is bypassed at once (kept, for the replay) -> Sleep(backoff)
+
+Messages are hints (:func:`sjti._core.invalidation.decode_notice`): an event that is
+exactly ``watermark + 1`` and lists its users is applied as it stands; anything else makes
+the node read the log after its watermark. Event ids are gapless and commit in order
+(:mod:`sjti.stores._eventlog`), so "apply N+1, or read after N" never skips an event.
+Without an event log the plan falls back to the first-generation rule: clear on every
+(re)connect, apply what messages say, trust while the bus is alive.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from .._core.invalidation import decode_notice
+from ..stores.base import EventPage, RevocationEvent
+from .keycache import KeyCache
+
+__all__ = [
+    "Connect",
+    "Connected",
+    "Disconnect",
+    "EventLog",
+    "Follower",
+    "Heartbeat",
+    "Latest",
+    "Op",
+    "Ping",
+    "ReadLog",
+    "Receive",
+    "Republish",
+    "Sleep",
+]
+
+logger = logging.getLogger("sjti.cache")
+
+TICK: Final = 0.1  # longest a listener waits before looking at its clock again
+
+
+class EventLog(Protocol):
+    """The event-log side of a SQL store, as a bus uses it (sync; async twin below)."""
+
+    def events_after(self, after: int, limit: int = ...) -> EventPage: ...
+
+    def latest_event_id(self) -> int: ...
+
+    def heartbeat(self, node_id: str, watermark: int, info: str | None = None) -> None: ...
+
+    def pending_events(self, older_than: float = ...) -> list[RevocationEvent]: ...
+
+    def mark_published(self, event_ids: Sequence[int]) -> None: ...
+
+    def forget_node(self, node_id: str) -> None: ...
+
+
+class AsyncEventLog(Protocol):
+    async def events_after(self, after: int, limit: int = ...) -> EventPage: ...
+
+    async def latest_event_id(self) -> int: ...
+
+    async def heartbeat(self, node_id: str, watermark: int, info: str | None = None) -> None: ...
+
+    async def pending_events(self, older_than: float = ...) -> list[RevocationEvent]: ...
+
+    async def mark_published(self, event_ids: Sequence[int]) -> None: ...
+
+    async def forget_node(self, node_id: str) -> None: ...
+
+
+class HealthCheckFailed(Exception):
+    """No proof of liveness within the lease."""
+
+
+# -- the operations ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Close any previous session, open one that is subscribed (confirmed by the server)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """Close the session, if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """Tell waiters (``wait_connected``) whether the bus is subscribed and trusted."""
+
+    value: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Receive:
+    """-> ``(payloads, alive)``: what arrived within ``timeout`` seconds."""
+
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """-> ``True`` if the health check already proved the link alive."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLog:
+    """-> :class:`EventPage`: events after ``after``."""
+
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Latest:
+    """-> the newest event id."""
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Record this node's watermark in the registry (acknowledged revocation)."""
+
+    watermark: int
+
+
+@dataclass(frozen=True, slots=True)
+class Republish:
+    """Mark what this node published; publish events nobody did for ``older_than`` s."""
+
+    older_than: float
+
+
+Op = (
+    Connect
+    | Disconnect
+    | Connected
+    | Receive
+    | Ping
+    | Sleep
+    | ReadLog
+    | Latest
+    | Heartbeat
+    | Republish
+)
+Plan = Generator[Op, Any, None]
+
+
+class Follower:
+    """The plan's state: the cache it keeps current, the watermark, the timings.
+
+    ``renew(lease)`` / ``lost(exc)`` / ``connected()`` are the bus's bookkeeping hooks
+    (trust lease, state for metrics and logs).
+    """
+
+    def __init__(
+        self,
+        cache: KeyCache,
+        *,
+        has_log: bool,
+        health_check_interval: float,
+        poll_interval: float,
+        backoff: Callable[[int], float],
+        clock: Callable[[], float],
+        on_state: Callable[[str], None],
+    ) -> None:
+        self.cache = cache
+        self.has_log = has_log
+        self.interval = health_check_interval
+        self.lease = 2.0 * health_check_interval
+        self.poll_interval = poll_interval
+        self.backoff = backoff
+        self.clock = clock
+        self.on_state = on_state
+        self.watermark: int | None = None  # None: never synchronised with the log
+        self.replayed = 0  # events applied from the log (not from a message)
+        self.cleared = 0  # times the log could not be replayed (first sync, pruned gap)
+
+    # -- the whole life of a bus ------------------------------------------------------
+
+    def run(self) -> Plan:
+        failures = 0
+        while True:
+            try:
+                yield Connect()
+                if self.has_log:
+                    yield from self._catch_up()
+                    self.cache.mark_trusted(self.lease)
+                else:
+                    # Subscribed first; now clear and trust: nothing committed before
+                    # this point can be served stale, and everything after reaches us.
+                    self.cache.resync(self.lease)
+                self.on_state("connected")
+                yield Connected(True)
+                failures = 0
+                yield from self._listen()
+            except Exception as exc:  # thrown in by the executor: we may have missed messages
+                self._lose(exc)
+                yield Connected(False)
+            yield Disconnect()
+            failures += 1
+            yield Sleep(self.backoff(failures))
+
+    def _lose(self, exc: BaseException) -> None:
+        if self.has_log:
+            self.cache.suspend()  # bypassed now; entries kept for the replay
+        else:
+            self.cache.mark_untrusted()
+        self.on_state("disconnected:" + type(exc).__name__)
+
+    # -- keeping up with the log ------------------------------------------------------
+
+    def _catch_up(self) -> Generator[Op, Any, None]:
+        """Apply every event after the watermark (clear if they cannot all be read)."""
+        if self.watermark is None:
+            latest: int = yield Latest()
+            self.cache.clear()  # nothing it held was checked against the log
+            self.watermark = latest
+            self.cleared += 1
+        else:
+            while True:
+                page: EventPage = yield ReadLog(self.watermark)
+                if self._gap(page):
+                    self.cache.clear()
+                    self.watermark = page.latest
+                    self.cleared += 1
+                    break
+                for event in page.events:
+                    self.cache.invalidate(event.user_ids)
+                    self.watermark = event.id
+                    self.replayed += 1
+                if not page.events or self.watermark >= page.latest:
+                    break
+        yield Heartbeat(self.watermark)
+
+    def _mark(self) -> int:
+        if self.watermark is None:  # only reachable after a catch-up set it
+            raise RuntimeError("not synchronised with the event log")
+        return self.watermark
+
+    def _gap(self, page: EventPage) -> bool:
+        """Events after the watermark were pruned, or the log went backwards (restored)."""
+        mark = self._mark()
+        if page.latest < mark:
+            return True
+        pruned = page.oldest is not None and page.oldest > mark + 1
+        return pruned and page.latest > mark
+
+    def _apply(self, payload: str | bytes) -> Generator[Op, Any, None]:
+        notice = decode_notice(payload)
+        if not self.has_log or notice.event is None:
+            self.cache.invalidate(notice.users)  # None: unreadable or "all": drop everything
+            return
+        mark = self._mark()
+        if notice.event <= mark:
+            return  # already applied (a replay or a second relay got there first)
+        if notice.event == mark + 1 and notice.users is not None:
+            self.cache.invalidate(notice.users)
+            self.watermark = notice.event
+            yield Heartbeat(self.watermark)  # acknowledge at once
+        else:
+            yield from self._catch_up()
+
+    # -- listening --------------------------------------------------------------------
+
+    def _listen(self) -> Generator[Op, Any, None]:
+        clock = self.clock
+        last_alive = clock()
+        next_ping = last_alive + self.interval
+        next_poll = last_alive + self.poll_interval
+        while True:
+            now = clock()
+            if now >= next_ping:
+                next_ping = now + self.interval
+                if (yield Ping()):
+                    last_alive = clock()
+                    self.cache.mark_trusted(self.lease)
+            if self.has_log and now >= next_poll:
+                next_poll = now + self.poll_interval
+                yield from self._poll()
+            if clock() - last_alive > self.lease:
+                raise HealthCheckFailed()
+            soonest = min(next_ping, next_poll) if self.has_log else next_ping
+            payloads, alive = yield Receive(min(TICK, max(0.0, soonest - clock())))
+            for payload in payloads:
+                yield from self._apply(payload)
+            if alive:
+                last_alive = clock()
+                self.cache.mark_trusted(self.lease)
+
+    def _poll(self) -> Generator[Op, Any, None]:
+        """The one gap pub/sub cannot see: an event committed but never published."""
+        latest: int = yield Latest()
+        mark = self._mark()
+        if latest != mark:
+            if latest > mark:
+                logger.info("event log ahead of the bus by %d; replaying", latest - mark)
+            yield from self._catch_up()
+        else:
+            yield Heartbeat(mark)
+        yield Republish(max(1.0, self.poll_interval))
