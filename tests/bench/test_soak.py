@@ -104,6 +104,7 @@ def test_a_refresh_racing_the_logout_yields_a_revoked_token() -> None:
     use = Refresh(0, 1, 1.5, 1.7, 200, 1, reuse=False)
     report = _judge([login, raced], [Probe(1, 0, 2.5, 2.6, 200)], _logout(1.0, 2.0), (use,))
     assert report["accepted_after_return_same_node"] == 1
+    assert report["violating_tokens_minted"]["during_revocation"] == 1
     assert report["refreshes_racing_a_revocation"] == 1
     assert report["refresh_accepted_after_return"] == 0  # it started before the return
 

@@ -67,6 +67,16 @@ def _covering(mint: Mint, at: float, by_user: dict[str, list[Revocation]]) -> It
     return (r for r in by_user.get(mint.user, ()) if mint.root_end < r.start and r.end < at)
 
 
+_WHEN = ("before_revocation", "during_revocation", "after_return")
+
+
+def _when(mint: Mint, rev: Revocation) -> str:
+    """The minting request against R: answered before R began, overlapping R, or after."""
+    if mint.end < rev.start:
+        return _WHEN[0]
+    return _WHEN[1] if mint.start < rev.end else _WHEN[2]
+
+
 def _example(mint: Mint, rev: Revocation, node: int, at: float) -> dict[str, Any]:
     return {
         "user": mint.user,
@@ -79,6 +89,7 @@ def _example(mint: Mint, rev: Revocation, node: int, at: float) -> dict[str, Any
         "token_grant": mint.grant,
         "token_minted_on_node": mint.node,
         "token_request_started_ms_before_revocation": round((rev.start - mint.start) * 1000, 1),
+        "token_minted": _when(mint, rev),
     }
 
 
@@ -112,6 +123,8 @@ def _acceptances(ev: Evidence, by_user: dict[str, list[Revocation]]) -> dict[str
         counts[name] += 1
         if grade == _INSIDE:
             inside_max = max(inside_max, probe.start - rev.end)
+        else:
+            counts[f"violating_token_minted_{_when(mint, rev)}"] += 1
         if len(examples[name]) < _EXAMPLES:
             examples[name].append(_example(mint, rev, probe.node, probe.start))
     everywhere = sum(
@@ -126,6 +139,10 @@ def _acceptances(ev: Evidence, by_user: dict[str, list[Revocation]]) -> dict[str
         + counts["probes_after_return_other"],
         "probes_of_revoked_tokens_after_return_same_node": counts["probes_after_return_same_node"],
         "revocations_probed_everywhere_in_bound": everywhere,
+        # where the tokens behind the must-be-zero acceptances came from
+        "violating_tokens_minted": {
+            when: counts[f"violating_token_minted_{when}"] for when in _WHEN
+        },
         "examples": dict(examples),
     }
 

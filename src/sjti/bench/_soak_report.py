@@ -71,6 +71,14 @@ def markdown(report: dict[str, Any]) -> str:
         for name, label, want in _ROWS
         if name in report
     ]
+    minted = report.get("violating_tokens_minted") or {}
+    if any(minted.values()):
+        lines += [
+            "",
+            "Tokens behind the acceptances that must be 0, by when they were minted: "
+            + ", ".join(f"{when.replace('_', ' ')} {n}" for when, n in minted.items())
+            + ".",
+        ]
     lines += [
         "",
         "| fault | node | at (s) | down (s) | all nodes ready after (s) |",

@@ -172,16 +172,15 @@ def run(
         )
         load = Load(api, plan)
         load.start()
-        load_start = rec.now()
         chaos = Chaos(rec, postgres, redis, nodes, config.schedule)
-        chaos.start(load_start)
-        time.sleep(max(0.0, load_start + config.duration - rec.now()))
+        chaos.start(0.0)
+        time.sleep(max(0.0, config.duration - rec.now()))
         say("load over: settling revocations, waiting for the last recovery")
         load.stop(timeout=10.0 if config.quick else 25.0)
         chaos.join(RECOVERY_LIMIT + 10)
         load.sweep()
         audit, event_rows = _read_audit(postgres.dsn)
-        load_s = rec.now() - load_start
+        load_s = rec.now()
     evidence = Evidence(
         requests=rec.requests,
         mints=rec.mints,
@@ -195,7 +194,7 @@ def run(
         nodes=config.nodes,
     )
     if trace is not None:
-        _write_trace(trace, evidence, load_start)
+        _write_trace(trace, evidence)
     return _assemble(config, check(evidence), chaos, load_s, time.monotonic() - began)
 
 
@@ -206,7 +205,7 @@ def _copy_logs(target: Path, workdir: Path, datadir: Path) -> None:
             shutil.copy(log, target / ("postgres.log" if log.name == "log" else log.name))
 
 
-def _write_trace(path: Path, evidence: Evidence, load_start: float) -> None:
+def _write_trace(path: Path, evidence: Evidence) -> None:
     """One JSON object per record, times in seconds after the load started."""
     with path.open("w") as out:
         for kind in ("mints", "refreshes", "probes", "revocations", "requests"):
@@ -217,7 +216,7 @@ def _write_trace(path: Path, evidence: Evidence, load_start: float) -> None:
                         row[key] = row[key][-12:]
                 for key in ("start", "end", "root_end"):
                     if key in row:
-                        row[key] = round(row[key] - load_start, 4)
+                        row[key] = round(row[key], 4)
                 out.write(json.dumps({"record": kind, **row}) + "\n")
 
 
