@@ -11,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -79,6 +81,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         detail = [{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
         return JSONResponse({"detail": detail}, status_code=422)
 
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        # Never the statement or its parameters (they can hold wrapped secrets): the type.
+        if isinstance(exc, DataError):  # a value the database refuses (a NUL byte, say)
+            return JSONResponse(
+                {"error": "invalid_request", "error_description": "value not accepted"},
+                status_code=400,
+            )
+        return await backend_error(request, exc)
+
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(PoolTimeoutError, database_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(TokenError, token_error)
