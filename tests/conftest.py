@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Generator
 from functools import cache
 
@@ -121,3 +122,17 @@ def redis_url() -> Generator[str, None, None]:
         if started is None:
             pytest.skip(f"no Redis at {url} and none could be started")
         yield started
+
+
+@pytest.fixture
+def own_redis() -> Generator[services.RedisProcess, None, None]:
+    """A redis-server only this test uses, or a skip (a failure in CI)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    server = services.RedisProcess(binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -134,3 +134,35 @@ def configured_postgres_url() -> str:
 
 def configured_redis_url() -> str:
     return os.environ.get("SJTI_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+
+
+class RedisProcess:
+    """A redis-server on a fixed free port that a test may kill -9 and start again."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv from a found binary
+            [*argv, "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if not _wait_for("127.0.0.1", self.port):
+            raise RuntimeError("redis-server did not start")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None

@@ -3,16 +3,16 @@ clock, and a redis-server of our own that can be killed and restarted."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 
 import pytest
 
 from sjti.stores import MemorySecretStore
 
-from .. import services
+from ..services import RedisProcess
+
+__all__ = ["FloatClock", "RedisProcess", "StoreSource", "wait_until"]
 
 
 @pytest.fixture
@@ -55,49 +55,3 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> bool:
             return bool(predicate())
         time.sleep(0.005)
     return True
-
-
-class RedisProcess:
-    """A redis-server on a fixed free port that a test may kill -9 and start again."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = services._free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv from a found binary
-            [*argv, "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if not services._wait_for("127.0.0.1", self.port):
-            raise RuntimeError("redis-server did not start")
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-
-@pytest.fixture
-def own_redis() -> Generator[RedisProcess, None, None]:
-    """A redis-server only this test uses, or a skip (a failure in CI)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisProcess(binary)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()

@@ -104,7 +104,8 @@ def test_wait_all_returns_once_every_live_node_applied_the_event(
         store.ensure("alice")
         result = store.revoke("alice", wait="all", timeout=5)
         ack = result.acknowledgement
-        assert ack is not None and ack.complete
+        assert ack is not None
+        assert ack.complete
         assert sorted(ack.acknowledged) == sorted(n.bus.node_id for n in nodes)
         assert all((n.bus.watermark or 0) >= ack.event_id for n in nodes)
 

@@ -68,6 +68,7 @@ def test_revoke_users_rotates_only_their_keys_and_audits(
         "user_ids": ["alice", "bob"],
         "truncated": False,
         "audit_ids": [1],
+        "event_ids": [1],
     }
     after = keys_of(db_url, kek_config, ["alice", "bob", "carol"])
     assert [before[u] != after[u] for u in ("alice", "bob", "carol")] == [True, True, False]
@@ -179,3 +180,25 @@ def test_usage_errors_are_exit_1(
         result = runner.invoke(root, ["revoke", *args, "--database-url", db_url])
         assert result.exit_code == 1, args
         assert result.stderr == message
+
+
+def test_wait_names_the_live_nodes_that_have_not_applied_it(
+    runner: CliRunner, root: typer.Typer, db_url: str, kek_config: str
+) -> None:
+    """--wait: committed either way; exit 1 naming the laggards, exit 0 once all applied."""
+    seed_users(db_url, kek_config, ["alice", "bob"])
+    store = store_for(db_url, kek_config)
+    before = store.load_secret("alice")
+    store.heartbeat("node-a", 0)  # a live node that has applied nothing yet
+    late = runner.invoke(
+        root, ["revoke", "-u", "alice", "--wait", "--timeout", "0.2", "--database-url", db_url]
+    )
+    assert late.exit_code == 1
+    assert "had not applied event 1 by the timeout: node-a" in late.output
+    assert store.load_secret("alice") != before  # the revocation is committed regardless
+
+    store.heartbeat("node-a", 1_000)  # caught up past anything we will write
+    done = runner.invoke(root, ["revoke", "-u", "bob", "--wait", "--database-url", db_url])
+    store.engine.dispose()
+    assert done.exit_code == 0, done.output
+    assert done.stdout == "revoked 1 user\napplied by every live node (1)\n"

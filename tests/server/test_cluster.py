@@ -9,6 +9,7 @@ import pytest
 
 from sjti import Kek, KekRing
 
+from ..services import RedisProcess
 from .harness import PASSWORD, Server, bearer, login, refresh, register
 
 pytestmark = pytest.mark.service
@@ -75,3 +76,65 @@ def test_several_workers_share_one_key_file(tmp_path: Path, redis_url: str) -> N
     finally:
         server.stop()
     assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_logout_and_admin_revocation_while_redis_is_down(
+    tmp_path: Path, postgres_url: str, own_redis: RedisProcess
+) -> None:
+    """Redis killed first: logout still answers 204 and ends everything; the event reaches
+    the other node once Redis is back (it refuses meanwhile: its cache is bypassed)."""
+    env = {
+        "SJTI_DATABASE_URL": postgres_url,
+        "SJTI_REDIS_URL": own_redis.url,
+        "SJTI_KEK": KekRing([Kek.generate("k1")]).to_config(),
+        "SJTI_ENV": "production",
+        "SJTI_ADMIN_USERNAMES": "root-outage",
+    }
+    a, b = Server(tmp_path, env), Server(tmp_path, env)
+    try:
+        with a.client() as ca, b.client() as cb:
+            register(ca, "outage-alice")
+            register(ca, "outage-bob")
+            register(ca, "root-outage")
+            alice, bob, admin = (
+                login(ca, n) for n in ("outage-alice", "outage-bob", "root-outage")
+            )
+            for tokens in (alice, bob):
+                assert cb.get("/me", headers=bearer(tokens)).status_code == 200  # cached on B
+            bob_id = cb.get("/me", headers=bearer(bob)).json()["id"]
+
+            own_redis.kill9()
+            assert ca.post("/logout", headers=bearer(alice)).status_code == 204
+            assert refresh(ca, alice["refresh_token"]).status_code == 400
+            answer = ca.post(
+                "/admin/revocations",
+                json={"user_ids": [bob_id], "reason": "outage test"},
+                headers=bearer(admin),
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["count"] == 1
+            assert refresh(cb, bob["refresh_token"]).status_code == 400
+            for tokens in (alice, bob):  # B lost its bus too: it reads through and refuses
+                assert ca.get("/me", headers=bearer(tokens)).status_code == 401
+                assert cb.get("/me", headers=bearer(tokens)).status_code in (401, 503)
+            outage = cb.get("/readyz").json()  # correct, slower: still ready, cache bypassed
+            assert (outage["ready"], outage["degraded"], outage["cache"]) == (
+                True,
+                True,
+                "bypassed",
+            )
+
+            own_redis.start()
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                ready = [c.get("/readyz").json() for c in (ca, cb)]
+                if all(r["bus"] == "connected" and r["cache"] == "trusted" for r in ready):
+                    break
+                time.sleep(0.1)
+            assert [r["watermark"] for r in ready] == [ready[0]["watermark"]] * 2
+            for tokens in (alice, bob):
+                assert cb.get("/me", headers=bearer(tokens)).status_code == 401
+            assert b"sjti_event_publish_failures 2.0" in ca.get("/metrics").content
+    finally:
+        a.stop()
+        b.stop()

@@ -2,10 +2,10 @@
 
 Three kinds: ``redis`` (``kill -9``, same port again after an outage), ``postgres``
 (``pg_ctl stop -m immediate``, start again), ``server`` (one node ``kill -9``, same port
-again). After each, every node's ``GET /readyz`` is polled until all answer ready: the
-time from the fault to that moment is the *time to recover trust*. Between faults the
-nodes are watched: a node that dies when nobody killed it is an *unexpected exit*; it is
-counted and started again.
+again). After each, every node's ``GET /readyz`` is polled until all answer ready with a
+trusted cache: the time from the fault to that moment is the *time to recover trust*.
+Between faults the nodes are watched: a node that dies when nobody killed it is an
+*unexpected exit*; it is counted and started again.
 """
 
 from __future__ import annotations
@@ -171,7 +171,13 @@ class Chaos:
         except (httpx.HTTPError, ValueError):
             states.add("no answer")
             return False
-        if response.status_code == 200 and body.get("ready") is True:
+        # Ready is not enough: a node with a lost bus stays ready (it reads through); trust
+        # recovered means its cache is proven current again.
+        if (
+            response.status_code == 200
+            and body.get("ready") is True
+            and body.get("cache", "trusted") == "trusted"
+        ):
             return True
         detail = " ".join(f"{k}={v}" for k, v in sorted(body.items()) if k != "ready")
         states.add(f"{response.status_code} {detail}".strip())

@@ -16,7 +16,7 @@ from .._core.keys import SigningKey
 from .._core.keyset import KeySet
 from ..demo import run_demo
 from ..errors import SjtiError
-from . import _kek_cmds, _keys_cmds, _revoke_cmds, _token_cmds
+from . import _events_cmds, _kek_cmds, _keys_cmds, _revoke_cmds, _token_cmds
 
 app = typer.Typer(
     name="sjti",
@@ -30,6 +30,7 @@ db_app = typer.Typer(help="The secret store's database schema.", no_args_is_help
 app.add_typer(db_app, name="db")
 app.add_typer(_token_cmds.app, name="token")
 app.command("revoke")(_revoke_cmds.revoke)
+app.add_typer(_events_cmds.app, name="events")
 keys_app.command("rotate")(_keys_cmds.keys_rotate)
 kek_app = typer.Typer(
     help="Key-encryption keys (SJTI_KEK) for user secrets at rest.", no_args_is_help=True

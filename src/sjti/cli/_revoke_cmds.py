@@ -21,7 +21,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .._core.wrapping import KekRing
 from ..errors import BackendError
-from ..stores.base import Cohort, CohortError, RevocationResult, UnknownUserError
+from ..stores.base import (
+    Acknowledgement,
+    Cohort,
+    CohortError,
+    RevocationResult,
+    UnknownUserError,
+)
 from ._keys_cmds import CliError, cli_errors, console, err_console
 
 __all__ = [
@@ -124,6 +130,8 @@ class RevokeOutcome:
     dry_run: bool
     audit_ids: tuple[int, ...]
     truncated: bool = False
+    event_ids: tuple[int, ...] = ()
+    acknowledgement: Acknowledgement | None = None  # with --wait
 
     @classmethod
     def of(cls, results: Sequence[RevocationResult], dry_run: bool) -> RevokeOutcome:
@@ -133,6 +141,7 @@ class RevokeOutcome:
             dry_run=dry_run,
             audit_ids=tuple(r.audit_id for r in results if r.audit_id is not None),
             truncated=any(r.truncated for r in results),
+            event_ids=tuple(r.event_id for r in results if r.event_id is not None),
         )
 
 
@@ -193,7 +202,12 @@ def _print(outcome: RevokeOutcome, as_json: bool) -> None:
             "user_ids": list(outcome.user_ids),
             "truncated": outcome.truncated,
             "audit_ids": list(outcome.audit_ids),
+            "event_ids": list(outcome.event_ids),
         }
+        ack = outcome.acknowledgement
+        if ack is not None:
+            document["acknowledged_by"] = list(ack.acknowledged)
+            document["pending_nodes"] = list(ack.pending)
         typer.echo(json.dumps(document, indent=2))
         return
     noun = "user" if outcome.count == 1 else "users"
@@ -205,6 +219,19 @@ def _print(outcome: RevokeOutcome, as_json: bool) -> None:
             console.print("(list truncated)")
     else:
         console.print(f"revoked {outcome.count} {noun}")
+        ack = outcome.acknowledgement
+        if ack is not None and ack.complete:
+            console.print(f"applied by every live node ({len(ack.acknowledged)})")
+
+
+def _check_acknowledged(outcome: RevokeOutcome) -> None:
+    """``--wait`` that timed out: committed, but say which nodes may still serve old keys."""
+    ack = outcome.acknowledgement
+    if ack is not None and not ack.complete:
+        raise CliError(
+            f"revoked (committed), but {len(ack.pending)} live node(s) had not applied event "
+            f"{ack.event_id} by the timeout: {', '.join(ack.pending)}"
+        )
 
 
 def revoke(
@@ -247,6 +274,17 @@ def revoke(
         typer.Option(envvar="SJTI_ACTOR", help="Who revokes, for the audit (default cli:<login>)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Return once every live node has applied the revocation (exit 1 with the "
+            "nodes that had not, on timeout).",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds --wait waits at most.", min=0.0, max=300.0)
+    ] = 5.0,
     database_url: DatabaseUrl = "sqlite:///sjti.db",
 ) -> None:
     """Revoke every token of some users at once (their keys rotate). KEK from SJTI_KEK."""
@@ -267,8 +305,11 @@ def revoke(
             reason=reason,
             actor=actor or _default_actor(),
             show_progress=not as_json,
+            wait=timeout if wait else None,
         )
     _print(outcome, as_json)
+    with cli_errors():
+        _check_acknowledged(outcome)
 
 
 def revoke_users(
@@ -281,12 +322,15 @@ def revoke_users(
     reason: str | None = None,
     actor: str | None = None,
     show_progress: bool = False,
+    wait: float | None = None,
 ) -> RevokeOutcome:
-    """Revoke by ids (``users`` or ``file``), or by cohort ``filters`` (AND ``users``)."""
-    has_filters = not filters.is_empty()
-    if file is not None and (users or has_filters):
+    """Revoke by ids (``users`` or ``file``), or by cohort ``filters`` (AND ``users``).
+
+    ``wait``: seconds to wait until every live node applied the last event (events are
+    ordered: applying the last means applying them all)."""
+    if file is not None and (users or not filters.is_empty()):
         raise CliError("--file cannot be combined with --user or cohort filters")
-    if not (users or file is not None or has_filters):
+    if not (users or file is not None or not filters.is_empty()):
         raise CliError(
             "say whom to revoke: --user, --file, --tenant, --role, --created-before, "
             "--last-login-before or --rotated-before"
@@ -298,28 +342,44 @@ def revoke_users(
         raise CliError(f"{file} holds no user ids")
 
     with open_store(database_url) as store:
-        if has_filters:
-            cohort = replace(filters, user_ids=frozenset(ids) if ids else None)
-            try:
-                result = store.revoke_cohort(cohort, actor=actor, reason=reason, dry_run=dry_run)
-            except CohortError as exc:
-                raise CliError(
-                    f"{exc}: selecting by tenant, role, created or last-login date needs the "
-                    "store configured with cohort columns (the app's users table); "
-                    "--user, --file and --rotated-before work without"
-                ) from None
-            return RevokeOutcome.of([result], dry_run)
-        if len(ids) == 1 and file is None:
-            return _revoke_one(store, ids[0], actor=actor, reason=reason, dry_run=dry_run)
+        outcome = _revoke_with(store, ids, file, filters, dry_run, reason, actor, show_progress)
+        if wait is not None and not dry_run and outcome.event_ids:
+            ack = store.wait_applied(max(outcome.event_ids), timeout=wait)
+            outcome = replace(outcome, acknowledgement=ack)
+        return outcome
 
-        def run(advance: Callable[[int], None]) -> RevokeOutcome:
-            return revoke_ids(
-                store, ids, actor=actor, reason=reason, dry_run=dry_run, advance=advance
-            )
 
-        if show_progress and len(ids) > BATCH_SIZE:
-            return _with_progress(len(ids), run)
-        return run(lambda n: None)
+def _revoke_with(
+    store: SqlSecretStore,
+    ids: list[str],
+    file: Path | None,
+    filters: Cohort,
+    dry_run: bool,
+    reason: str | None,
+    actor: str | None,
+    show_progress: bool,
+) -> RevokeOutcome:
+    has_filters = not filters.is_empty()
+    if has_filters:
+        cohort = replace(filters, user_ids=frozenset(ids) if ids else None)
+        try:
+            result = store.revoke_cohort(cohort, actor=actor, reason=reason, dry_run=dry_run)
+        except CohortError as exc:
+            raise CliError(
+                f"{exc}: selecting by tenant, role, created or last-login date needs the "
+                "store configured with cohort columns (the app's users table); "
+                "--user, --file and --rotated-before work without"
+            ) from None
+        return RevokeOutcome.of([result], dry_run)
+    if len(ids) == 1 and file is None:
+        return _revoke_one(store, ids[0], actor=actor, reason=reason, dry_run=dry_run)
+
+    def run(advance: Callable[[int], None]) -> RevokeOutcome:
+        return revoke_ids(store, ids, actor=actor, reason=reason, dry_run=dry_run, advance=advance)
+
+    if show_progress and len(ids) > BATCH_SIZE:
+        return _with_progress(len(ids), run)
+    return run(lambda n: None)
 
 
 def _revoke_one(

@@ -20,22 +20,26 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {}})
 def readyz(services: ServicesDep, response: Response) -> dict[str, Any]:
-    """Ready: the database answers and the bus (if any) is connected.
+    """Ready: the database answers. The node is then correct whatever the bus does.
 
     ``cache``: ``trusted`` (a bus or the log poll proves it current) or ``bypassed``
-    (every user key is read from the database: correct, slower). ``watermark``: the last
-    revocation event this process applied; ``node``: its id in the node registry.
+    (every user key is read from the database: correct, slower). A lost bus makes the
+    cache bypassed, not the node unready: pulling every node out of a load balancer
+    because Redis died would turn a hint's outage into the service's. ``degraded`` says
+    a configured bus is not connected. ``watermark``: the last revocation event this
+    process applied; ``node``: its id in the node registry.
     """
     database = services.database_ok()
     stats = services.keys.stats()
     bus = services.bus
-    ready = database and (bus is None or stats.bus_state == "connected")
+    ready = database
     if not ready:
         response.status_code = 503
     return {
         "ready": ready,
         "database": database,
         "bus": stats.bus_state,
+        "degraded": bus is not None and stats.bus_state != "connected",
         "bus_kind": None if bus is None else bus.name.partition(":")[0],
         "cache": "trusted" if stats.trusted else "bypassed",
         "watermark": None if bus is None else bus.watermark,
