@@ -117,7 +117,8 @@ def test_state_size_is_measured(cells: Verdicts) -> None:
     """O(users) for sjti, O(tokens) for denylist and session, nothing for plain."""
     size = {s: cells[s, "state_bytes"] for s in STRATEGIES}
     assert size["plain"].value == 0
-    assert f"{SMALL.users + 2} rows" in size["sjti"].verdict  # users + schema/audit rows
+    # users + one schema-version row per sjti table (secrets, audit, events, nodes)
+    assert f"{SMALL.users + 4} rows" in size["sjti"].verdict
     tokens = SMALL.users * SMALL.tokens
     assert f"{tokens} rows" in size["session"].verdict
     assert f"{tokens} rows" in size["denylist"].verdict
@@ -266,7 +267,7 @@ def test_services_measure_state_and_round_trips(service_cells: list[Cell]) -> No
             assert value >= 0
     for name in ("sjti", "denylist", "session"):
         assert by[name, "pg", "state_bytes"].value > 0  # type: ignore[operator]
-    assert f"{SMALL.users + 2} rows" in by["sjti", "pg", "state_bytes"].verdict
+    assert f"{SMALL.users + 4} rows" in by["sjti", "pg", "state_bytes"].verdict
     assert f"{SMALL.users} keys" in by["denylist", "redis", "state_bytes"].verdict
     redis_state = by["denylist", "redis", "state_bytes"].value
     assert isinstance(redis_state, int)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..errors import BackendError, ConfigurationError, TokenError
+from ..errors import BackendError, ConfigurationError, SecretError, TokenError
 from ..stores.base import UnknownUserError
 from .auth import bearer_challenge
 from .routes import admin, auth, me, oauth, ops, wellknown
@@ -90,6 +90,15 @@ def _install_error_handlers(app: FastAPI) -> None:
             )
         return await backend_error(request, exc)
 
+    async def secret_error(request: Request, exc: Exception) -> JSONResponse:
+        # The KEK ring cannot open a stored key (KEK dropped or changed): an operator's
+        # problem, never the client's, never a 500. Fails closed: nothing is accepted.
+        logger.error("a stored user key does not open under the configured KEK ring")
+        return JSONResponse(
+            {"error": "temporarily_unavailable"}, status_code=503, headers={"Retry-After": "1"}
+        )
+
+    app.add_exception_handler(SecretError, secret_error)
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(PoolTimeoutError, database_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, RowMapping, select
 from sqlalchemy.exc import IntegrityError
 
 from ..stores._revocation import utc_now
@@ -21,6 +21,7 @@ __all__ = [
     "create_user",
     "get_by_id",
     "get_by_name",
+    "get_with_key",
     "user_from_row",
 ]
 
@@ -107,6 +108,16 @@ def get_by_name(engine: Engine, username: str) -> Credentials | None:
         return None
     version = int(row.token_version or 0) if row.has_key else None
     return Credentials(User(*row[:6]), row.password_hash, version)
+
+
+def get_with_key(engine: Engine, user_id: str) -> RowMapping | None:
+    """The user's row with its wrapped key: one query that authorizes and verifies."""
+    with engine.connect() as conn:
+        return (
+            conn.execute(select(*_PUBLIC, users.c.token_secret).where(users.c.id == user_id))
+            .mappings()
+            .one_or_none()
+        )
 
 
 def get_by_id(engine: Engine, user_id: str) -> User | None:
