@@ -16,8 +16,11 @@
                  bus lost ──▶ untrusted (read through) ──▶ resubscribe, clear, trusted
 
 Fail closed: a node that lost its bus stops serving from its cache until it has
-resubscribed and cleared it. Staleness bound: ``max_age`` (default 60 s) for the one case
-a node cannot see, a message lost while the node itself stayed connected.
+resubscribed and caught up. With the event log (``log=store`` on the bus) it replays the
+revocations it missed instead of clearing, and its poll of ``max(id)`` bounds the one
+case pub/sub cannot see (a message lost while the node stayed connected) by
+``poll_interval``; without it, by ``max_age``. :mod:`sjti.cache.poll_bus` keeps a cache
+current from the log alone.
 """
 
 from ._bus import DEFAULT_PG_CHANNEL, DEFAULT_REDIS_CHANNEL

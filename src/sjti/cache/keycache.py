@@ -34,9 +34,12 @@ Fail closed
 
 Staleness bound
     While connected, an entry lives until the bus drops it, and at most ``max_age``
-    seconds (default 60 s) after the source read it came from. ``max_age`` is the bound
-    for the one failure the fail-closed rule cannot see: a message lost while this node
-    stayed connected (e.g. the *publisher* was cut off from the bus after committing).
+    seconds (default 60 s) after the source read it came from. With an event log
+    (``log=`` on the bus) a message lost while this node stayed connected (the
+    *publisher* cut off after committing) is found by the bus's poll of the log within
+    ``poll_interval``; without one, ``max_age`` is the bound for that case.
+    :meth:`KeyCache.suspend` bypasses the cache but keeps its entries, for a bus that
+    will replay the events it missed instead of clearing.
 
 A cache without a bus (one process, the store's listener calling :meth:`KeyCache.invalidate`
 directly) is created with ``trusted=True``.

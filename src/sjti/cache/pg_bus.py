@@ -9,10 +9,11 @@ any error makes the cache untrusted at once; the bus reconnects with backoff, ru
 ``LISTEN``, then clears and trusts the cache again.
 
 Publishing
-    A SQL store publishes inside the revocation transaction
-    (``SELECT pg_notify(channel, message)`` for each message of
-    :func:`sjti._core.invalidation.encode_invalidation`), so the notification is sent if
-    and only if the revocation commits. The revoking node gets its own NOTIFY
+    A SQL store with ``notify_channel`` publishes inside the revocation transaction
+    (``SELECT pg_notify(channel, hint)``, the hint naming the event id), so the
+    notification is sent if and only if the revocation commits. With ``log=store`` the
+    bus also catches up from the event log, polls it and heartbeats (see
+    :mod:`sjti.cache._follow`). The revoking node gets its own NOTIFY
     asynchronously like every other node; add ``store.add_listener(cache.invalidate)``
     so that it drops the users before ``revoke`` returns. Stores that are not in PostgreSQL can call
     :meth:`PgNotifyBus.publish`, which raises :class:`~sjti.BackendError` on failure; the

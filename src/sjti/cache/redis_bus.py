@@ -13,12 +13,14 @@ What a lost connection costs
     subscribes, and only then clears and trusts the cache again.
 
 Publishing
-    :meth:`RedisBus.publish` returns how many subscribers received the message(s) and
-    raises :class:`~sjti.BackendError` when Redis cannot be reached. The revocation is
-    already committed by then: every node that lost the bus too is bypassing its cache
-    (fail closed), but a node still connected while the publisher was cut off keeps its
-    entry until ``max_age`` (the one remaining gap; default 60 s). Callers should alert on
-    the error, and may retry the publish.
+    With an event log (``log=store``, the recommended wiring) register
+    ``store.add_event_listener(bus.relay)``: after each commit the relay publishes a hint
+    for the revocation's event and never raises; a failure is counted
+    (``publish_failures``) and the event, still unpublished in the log, is relayed again
+    by any node once Redis is back, while every node's poll of ``max(id)`` finds it within
+    ``poll_interval``. :meth:`RedisBus.publish` (ids, no log) is the first-generation path:
+    it raises :class:`~sjti.BackendError` when Redis cannot be reached, and a node that
+    stayed connected then keeps the old key until ``max_age``.
 
 Propagation is asynchronous: ``publish`` returns once Redis has handed the message to
 the subscribers, typically well under a millisecond before they apply it.
