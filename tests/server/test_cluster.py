@@ -138,3 +138,23 @@ def test_logout_and_admin_revocation_while_redis_is_down(
     finally:
         a.stop()
         b.stop()
+
+
+def test_two_processes_on_one_sqlite_file_without_a_bus(tmp_path: Path) -> None:
+    """No bus, two processes: a logout on one is refused by the other at once (no cache
+    is trusted without evidence; the service verifies from the user row)."""
+    a = Server(tmp_path, {})
+    b = Server(tmp_path, {})  # same sjti.db, same key file, no Redis
+    try:
+        with a.client() as ca, b.client() as cb:
+            assert cb.get("/readyz").json()["cache"] == "bypassed"
+            register(ca, "lite-alice")
+            tokens = login(ca, "lite-alice")
+            for _ in range(3):  # warm whatever B might keep
+                assert cb.get("/me", headers=bearer(tokens)).status_code == 200
+            assert ca.post("/logout", headers=bearer(tokens)).status_code == 204
+            assert cb.get("/me", headers=bearer(tokens)).status_code == 401  # no waiting
+            assert refresh(cb, tokens["refresh_token"]).status_code == 400
+    finally:
+        a.stop()
+        b.stop()

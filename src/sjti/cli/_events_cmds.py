@@ -34,7 +34,13 @@ def _ring() -> KekRing:
 @app.command("prune")
 def prune(
     older_than: Annotated[
-        float, typer.Option(help="Retention in days: delete events older than this.", min=0.0)
+        float,
+        typer.Option(
+            envvar="SJTI_EVENT_RETENTION_DAYS",
+            help="Retention in days: delete events older than this. A node away longer "
+            "clears its cache instead of replaying.",
+            min=0.0,
+        ),
     ] = 7.0,
     database_url: DatabaseUrl = "sqlite:///sjti.db",
 ) -> None:
