@@ -140,21 +140,38 @@ def test_first_sync_starts_at_the_logs_newest_event() -> None:
     assert (follower.cleared, follower.replayed) == (1, 0)
 
 
-def test_next_event_with_its_users_is_applied_from_the_message_alone() -> None:
-    """The fast path: watermark + 1 with a list, no log read; acknowledged at once."""
+def test_a_hint_drops_its_users_at_once_then_the_log_confirms() -> None:
+    """Refusal from the message alone; the watermark moves only once the log says so."""
     follower, world = make()
     driver = Driver(follower, world)
     driver.until(lambda: world.connected)
     warm(follower.cache, "alice", "bob")
     event = world.log.add("alice")
     world.inbox.append(encode_event(event.id, event.user_ids))
+    driver.until(lambda: isinstance(driver.op, follow.ReadLog))
+    assert "alice" not in follower.cache  # dropped before any database read
+    assert "bob" in follower.cache
+    assert follower.watermark == 0
+    driver.until(lambda: bool(world.heartbeats) and world.heartbeats[-1] == 1)
+    assert follower.watermark == 1
+    assert world.reads == [0]
+
+
+def test_a_forged_hint_cannot_make_a_node_skip_the_real_event() -> None:
+    """Someone who can write to the bus announces event 1 before it exists: the node must
+    still apply the real event 1 (a revocation of alice) when it commits."""
+    follower, world = make()
+    driver = Driver(follower, world)
+    driver.until(lambda: world.connected)
+    warm(follower.cache, "alice", "bob")
+    world.inbox.append(encode_event(1, ["bob"]))  # forged: the log has no event 1
+    driver.steps(30)
+    assert follower.watermark == 0
+    real = world.log.add("alice")
+    warm(follower.cache, "bob")
+    world.inbox.append(encode_event(real.id, real.user_ids))
     driver.until(lambda: follower.watermark == 1)
     assert "alice" not in follower.cache
-    assert "bob" in follower.cache
-    assert world.reads == []
-    assert isinstance(driver.op, follow.Heartbeat)  # the acknowledgement is the next op
-    driver.steps(1)
-    assert world.heartbeats[-1] == 1
 
 
 def test_a_hint_past_a_gap_reads_the_log() -> None:

@@ -11,10 +11,11 @@ The plan, per connection::
          Latest (the cheap max(id)), catch up if it moved, Heartbeat, Republish
     any error -> the cache is bypassed at once (kept, for the replay) -> Sleep(backoff)
 
-Messages are hints (:func:`sjti._core.invalidation.decode_notice`): an event that is
-exactly ``watermark + 1`` and lists its users is applied as it stands; anything else makes
-the node read the log after its watermark. Event ids are gapless and commit in order
-(:mod:`sjti.stores._eventlog`), so "apply N+1, or read after N" never skips an event.
+Messages are hints (:func:`sjti._core.invalidation.decode_notice`): the users a new
+event lists are dropped at once, then the node reads the log after its watermark; only
+the log moves the watermark (a forged hint must not make a node skip a real event). Event
+ids are gapless and commit in order (:mod:`sjti.stores._eventlog`), so "read after N"
+never skips an event that commits later.
 Without an event log the plan falls back to the first-generation rule: clear on every
 (re)connect, apply what messages say, trust while the bus is alive.
 """
@@ -268,15 +269,14 @@ class Follower:
         if not self.has_log or notice.event is None:
             self.cache.invalidate(notice.users)  # None: unreadable or "all": drop everything
             return
-        mark = self._mark()
-        if notice.event <= mark:
+        if notice.event <= self._mark():
             return  # already applied (a replay or a second relay got there first)
-        if notice.event == mark + 1 and notice.users is not None:
+        if notice.users is not None:
+            # Refuse at once from the hint (dropping users only ever costs a miss)...
             self.cache.invalidate(notice.users)
-            self.watermark = notice.event
-            yield Heartbeat(self.watermark)  # acknowledge at once
-        else:
-            yield from self._catch_up()
+        # ...but only the log moves the watermark: a forged or early hint for N + 1 must
+        # not make this node skip the real event N + 1 when it comes.
+        yield from self._catch_up()
 
     # -- listening --------------------------------------------------------------------
 
