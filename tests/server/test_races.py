@@ -32,7 +32,7 @@ from sjti.server.services import Services
 from sjti.server.settings import Settings
 
 PASSWORD = "correct horse battery"
-BLOCKED_FOR = 0.4  # how long a revocation may wait on the grant's locks before we resume
+BLOCKED_FOR = 0.2  # how long a revocation may wait on the grant's locks before we resume
 
 
 class Pause:
