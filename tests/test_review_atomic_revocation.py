@@ -1,9 +1,9 @@
 """Security review of the atomic-revocation rebuild: attacks on the event log, the listen
 plan, the node registry, the grants and the relay, each forced deterministically.
 
-Tests marked ``xfail(strict=True, reason="R<n>")`` prove a finding: they fail on the code
-as reviewed and pass once it is fixed. The others are attacks the code withstood, kept
-because nothing else covers them.
+The tests under an ``R<n>`` heading proved a finding (they failed on the code as
+reviewed, commit 366de8b) and pass since it was fixed; the others are attacks the code
+withstood, kept because nothing else covers them.
 
 The promise under attack: once a revocation has returned, no token it revoked is accepted,
 on the revoking node at once, on the other nodes once they applied its event (bounded by
@@ -244,7 +244,6 @@ def test_foreign_deployment_hint_on_shared_redis_never_skips_a_real_revocation(
 # -- R2: liveness is judged with each host's wall clock ---------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="R2")
 def test_wait_all_ignores_a_connected_node_whose_clock_runs_behind(
     db: tuple[sa.Engine, OwnedTable],
 ) -> None:
@@ -279,7 +278,6 @@ def test_wait_all_ignores_a_connected_node_whose_clock_runs_behind(
 # -- R3: NODE_TTL is shorter than the poll interval the service allows ------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="R3")
 def test_wait_all_ignores_a_node_polling_slower_than_the_node_ttl(
     tmp_path: Path,
 ) -> None:
@@ -327,17 +325,16 @@ def _slow_also(started: threading.Event, seconds: float) -> Any:
 
 
 @pytest.mark.service
-@pytest.mark.xfail(strict=True, reason="R4")
-def test_prune_by_time_leaves_a_hole_that_catch_up_does_not_see(
+def test_prune_by_time_never_leaves_a_hole_and_a_hole_is_cleared(
     pg: tuple[sa.Engine, OwnedTable],
 ) -> None:
     """Event times are not monotonic in event ids: a revocation takes ``now`` before its
     rotation and ``also`` statements, but its id at the very end, under the events lock.
     A slow revocation A (now = t0) and a quick B (now = t1 > t0) that commits first give
-    id 1 at t1 and id 2 at t0. A prune by time whose horizon falls between t0 and t1
-    deletes event 2 but keeps event 1. A node at watermark 0 reads [1, 3]: the oldest
-    retained id is watermark + 1, so ``_gap`` sees nothing, and event 2 (user u1) is never
-    applied. (Multi-host clock skew produces the same non-monotonic times.)"""
+    id 1 at t1 and id 2 at t0. A prune by time whose horizon falls between t0 and t1 used
+    to delete event 2 but keep event 1, and a node at watermark 0 read [1, 3] and never
+    applied event 2 (user u1). Now pruning removes a prefix of ids only, and a node that
+    finds any hole anyway (say, rows deleted by hand) clears instead of skipping."""
     engine, layout = pg
     store = SqlSecretStore(engine, RING, layout)
     old = {u: store.ensure(u).secret_bytes() for u in ("u1", "u2", "u3")}
@@ -364,13 +361,15 @@ def test_prune_by_time_leaves_a_hole_that_catch_up_does_not_see(
     assert at2 is not None
     assert at2 < at1
 
-    assert store.prune_events(at2 + (at1 - at2) / 2) == 1  # event 2 only
+    assert store.prune_events(at2 + (at1 - at2) / 2) == 0  # event 1 is recent: keep 1..3
+    events_table = sa.table(layout.events_table, sa.column("id"))
+    with engine.begin() as conn:  # a hole made by hand: the node must not skip it
+        conn.execute(sa.delete(events_table).where(events_table.c.id == 2))
     node.until(lambda: node.follower.watermark == 3)
     assert node.key("u2") != old["u2"]
     assert node.key("u1") != old["u1"], "event 2 was skipped: u1's revoked key is served"
 
 
-@pytest.mark.xfail(strict=True, reason="R4")
 def test_prune_between_the_bounds_and_the_rows_hides_the_gap(
     db: tuple[sa.Engine, OwnedTable],
 ) -> None:
@@ -453,7 +452,6 @@ def _password_grant(services: Services, name: str) -> dict[str, Any]:
     return auth._password_grant(services, request, Response(), name, PASSWORD).model_dump()
 
 
-@pytest.mark.xfail(strict=True, reason="R5")
 def test_first_login_racing_a_logout_mints_a_token_that_outlives_it(tmp_path: Path) -> None:
     """Login A checks the password while the user has no key yet (``key_version`` None).
     Meanwhile login B creates the key and the user logs out everywhere (the key rotates,
@@ -495,7 +493,6 @@ def test_first_login_racing_a_logout_mints_a_token_that_outlives_it(tmp_path: Pa
 
 
 @pytest.mark.service
-@pytest.mark.xfail(strict=True, reason="R6")
 def test_logout_answers_promptly_while_redis_hangs(tmp_path: Path, own_redis: RedisProcess) -> None:
     """Redis stops answering (SIGSTOP: a hung server, a black-holed network). The logout
     commits at once, then ``announce`` runs ``bus.relay`` in the request thread: a publish
@@ -536,7 +533,6 @@ def test_logout_answers_promptly_while_redis_hangs(tmp_path: Path, own_redis: Re
 # -- R7: RFC 7009 believes a wrong token_type_hint -----------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="R7")
 def test_rfc7009_with_a_wrong_hint_still_revokes_the_refresh_token(tmp_path: Path) -> None:
     """RFC 7009 section 2.1: "If the server is unable to locate the token using the given
     hint, it MUST extend its search across all of its supported token types." The route

@@ -76,7 +76,7 @@ def test_logout_while_redis_is_down_succeeds_and_is_relayed_later(
         own_redis.kill9()
         result = store.revoke("alice", reason="logout")  # no exception: the log has it
         assert result.event_id is not None
-        assert revoking.bus.publish_failures == 1
+        assert wait_until(lambda: revoking.bus.publish_failures == 1, timeout=5)
         assert [e.id for e in store.pending_events()] == [result.event_id]
         assert revoking.cached(store, "alice") != old  # this node refuses at once
         assert wait_until(lambda: not other.cache.trusted, timeout=3)

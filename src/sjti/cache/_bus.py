@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import queue
 import random
 import socket
 import threading
@@ -54,6 +55,7 @@ DEFAULT_PG_CHANNEL: Final = "sjti_revocations"
 logger = logging.getLogger("sjti.cache")
 
 HealthCheckFailed = follow.HealthCheckFailed
+_TICK: Final = follow.TICK
 
 
 class SyncSession(Protocol):
@@ -206,6 +208,8 @@ class ThreadedBus(_BusBase):
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
+        self._relay_thread: threading.Thread | None = None
+        self._outbox: queue.SimpleQueue[RevocationEvent] = queue.SimpleQueue()
         self._session: SyncSession | None = None
 
     def _open(self) -> SyncSession:
@@ -217,18 +221,26 @@ class ThreadedBus(_BusBase):
         raise NotImplementedError
 
     def relay(self, event: RevocationEvent) -> None:
-        """A store event listener: publish after commit; never raises.
+        """A store event listener: queue the event for publishing; never blocks, never
+        raises. A thread of this bus publishes it; a failure is logged and counted
+        (``publish_failures``) and the event stays unpublished in the log, where any
+        node's bus relays it again once the bus is back (every node's poll finds it
+        meanwhile). The revoking request never waits on the bus: a hung Redis cannot hold
+        a logout."""
+        self._outbox.put(event)
 
-        A failure is logged and counted (``publish_failures``); the event stays
-        unpublished in the log, where any node's bus relays it again once the bus is back,
-        and every node's poll finds it meanwhile.
-        """
-        try:
-            self.publish_event(event)
-        except Exception as exc:  # the database is the truth; the bus is a hint
-            self._relay_failed(exc)
-        else:
-            self._relayed(event)
+    def _relay_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                event = self._outbox.get(timeout=_TICK)
+            except queue.Empty:
+                continue
+            try:
+                self.publish_event(event)
+            except Exception as exc:  # the database is the truth; the bus is a hint
+                self._relay_failed(exc)
+            else:
+                self._relayed(event)
 
     def start(self) -> Self:
         """Start listening in a daemon thread (the cache is trusted once subscribed)."""
@@ -237,6 +249,10 @@ class ThreadedBus(_BusBase):
         self._claim_cache()
         self._thread = threading.Thread(target=self._run, name=f"sjti-{self.name}", daemon=True)
         self._thread.start()
+        self._relay_thread = threading.Thread(
+            target=self._relay_loop, name=f"sjti-relay-{self.name}", daemon=True
+        )
+        self._relay_thread.start()
         return self
 
     def wait_connected(self, timeout: float | None = None) -> bool:
@@ -246,8 +262,9 @@ class ThreadedBus(_BusBase):
     def close(self, timeout: float = 5.0) -> None:
         """Stop listening; the cache is untrusted from now on."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in (self._thread, self._relay_thread):
+            if thread is not None:
+                thread.join(timeout)
         self.cache.mark_untrusted()
         self._connected.clear()
         self._set_state("closed")
@@ -332,6 +349,9 @@ class AsyncBus(_BusBase):
     def _init_runner(self) -> None:
         self._connected: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._relay_task: asyncio.Task[None] | None = None
+        self._outbox: asyncio.Queue[RevocationEvent] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._session: AsyncSession | None = None
 
     async def _open(self) -> AsyncSession:
@@ -340,22 +360,33 @@ class AsyncBus(_BusBase):
     async def publish_event(self, event: RevocationEvent) -> int:
         raise NotImplementedError
 
-    async def relay(self, event: RevocationEvent) -> None:
-        """Publish after commit; never raises (see :meth:`ThreadedBus.relay`)."""
-        try:
-            await self.publish_event(event)
-        except Exception as exc:  # the database is the truth; the bus is a hint
-            self._relay_failed(exc)
-        else:
-            self._relayed(event)
+    def relay(self, event: RevocationEvent) -> None:
+        """A store event listener (called synchronously, from any thread): queue the event
+        for this bus's relay task; never blocks, never raises (see
+        :meth:`ThreadedBus.relay`)."""
+        if self._loop is not None and self._outbox is not None:
+            self._loop.call_soon_threadsafe(self._outbox.put_nowait, event)
+
+    async def _relay_loop(self, outbox: asyncio.Queue[RevocationEvent]) -> None:
+        while True:
+            event = await outbox.get()
+            try:
+                await self.publish_event(event)
+            except Exception as exc:  # the database is the truth; the bus is a hint
+                self._relay_failed(exc)
+            else:
+                self._relayed(event)
 
     def start(self) -> Self:
         """Start the listen task on the running event loop."""
         if self._task is not None:
             raise ConfigurationError("bus already started")
         self._claim_cache()
+        self._loop = asyncio.get_running_loop()
         self._connected = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(self._connected))
+        self._outbox = asyncio.Queue()
+        self._task = self._loop.create_task(self._run(self._connected))
+        self._relay_task = self._loop.create_task(self._relay_loop(self._outbox))
         return self
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
@@ -370,15 +401,16 @@ class AsyncBus(_BusBase):
 
     async def close(self) -> None:
         """Stop the listen task; the cache is untrusted from now on."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+        for task in (self._relay_task, self._task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        raise
+        self._relay_task = self._task = None
         self.cache.mark_untrusted()
         if self._connected is not None:
             self._connected.clear()

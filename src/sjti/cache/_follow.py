@@ -23,6 +23,7 @@ Without an event log the plan falls back to the first-generation rule: clear on 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -50,6 +51,7 @@ __all__ = [
 logger = logging.getLogger("sjti.cache")
 
 TICK: Final = 0.1  # longest a listener waits before looking at its clock again
+HEARTBEAT_MAX: Final = 1.0  # seconds between heartbeats at most (NODE_TTL is 5 s)
 
 
 class EventLog(Protocol):
@@ -190,6 +192,10 @@ class Follower:
         self.backoff = backoff
         self.clock = clock
         self.on_state = on_state
+        # Heartbeats on their own schedule, well inside the registry's NODE_TTL whatever the
+        # poll interval: a live node must never look dead to an acknowledged revocation.
+        self.heartbeat_interval = min(poll_interval, HEARTBEAT_MAX)
+        self.beat_at = -math.inf
         self.watermark: int | None = None  # None: never synchronised with the log
         self.replayed = 0  # events applied from the log (not from a message)
         self.cleared = 0  # times the log could not be replayed (first sync, pruned gap)
@@ -239,17 +245,26 @@ class Follower:
             while True:
                 page: EventPage = yield ReadLog(self.watermark)
                 if self._gap(page):
-                    self.cache.clear()
-                    self.watermark = page.latest
-                    self.cleared += 1
+                    self._start_over(page.latest)
                     break
                 for event in page.events:
+                    if event.id != self.watermark + 1:
+                        # Ids are gapless: a missing one was pruned (or read across a
+                        # prune). We cannot know whom it named: clear.
+                        self._start_over(page.latest)
+                        break
                     self.cache.invalidate(event.user_ids)
                     self.watermark = event.id
                     self.replayed += 1
                 if not page.events or self.watermark >= page.latest:
                     break
+        self.beat_at = self.clock()
         yield Heartbeat(self.watermark)
+
+    def _start_over(self, latest: int) -> None:
+        self.cache.clear()
+        self.watermark = latest
+        self.cleared += 1
 
     def _mark(self) -> int:
         if self.watermark is None:  # only reachable after a catch-up set it
@@ -295,9 +310,16 @@ class Follower:
             if self.has_log and now >= next_poll:
                 next_poll = now + self.poll_interval
                 yield from self._poll()
+            elif self.has_log and now >= self.beat_at + self.heartbeat_interval:
+                self.beat_at = now
+                yield Heartbeat(self._mark())
             if clock() - last_alive > self.lease:
                 raise HealthCheckFailed()
-            soonest = min(next_ping, next_poll) if self.has_log else next_ping
+            soonest = (
+                min(next_ping, next_poll, self.beat_at + self.heartbeat_interval)
+                if self.has_log
+                else next_ping
+            )
             payloads, alive = yield Receive(min(TICK, max(0.0, soonest - clock())))
             for payload in payloads:
                 yield from self._apply(payload)
@@ -314,5 +336,6 @@ class Follower:
                 logger.info("event log ahead of the bus by %d; replaying", latest - mark)
             yield from self._catch_up()
         else:
+            self.beat_at = self.clock()
             yield Heartbeat(mark)
         yield Republish(max(1.0, self.poll_interval))

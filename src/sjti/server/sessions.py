@@ -200,11 +200,12 @@ class RefreshStore:
         return key
 
     def login(
-        self, user_id: str, version: int | None, *, user_agent: str | None, ip: str | None
+        self, user_id: str, version: int, *, user_agent: str | None, ip: str | None
     ) -> Minted:
         """Password grant: a new family, its first token, the key; refused with
         :class:`AccountChanged` if the key version moved since the password was checked
-        (a revocation committed while the request ran)."""
+        (a revocation committed while the request ran). The one move allowed is 0 -> 1:
+        the user's first key being created (a revocation needs an existing key)."""
         now = utc_now()
         family_id = secrets.token_urlsafe(12)
         token, row = self._mint(user_id, family_id, now)
@@ -213,7 +214,8 @@ class RefreshStore:
             if locked is None:
                 raise AccountChanged()
             key = self._key_of(locked)
-            if version is not None and int(locked[LAYOUT.version_column] or 0) != version:
+            current = int(locked[LAYOUT.version_column] or 0)
+            if current != version and (version, current) != (0, 1):
                 raise AccountChanged()
             conn.execute(
                 families.insert().values(

@@ -85,7 +85,7 @@ class Credentials:
 
     user: User
     password_hash: str
-    key_version: int | None  # None: no key yet (nothing to revoke, nothing to race)
+    key_version: int  # 0: no key yet
 
 
 def user_from_row(row: Mapping[Any, Any]) -> User:
@@ -101,13 +101,11 @@ def get_by_name(engine: Engine, username: str) -> Credentials | None:
                 *_PUBLIC,
                 users.c.password_hash,
                 users.c.token_version,
-                users.c.token_secret.is_not(None).label("has_key"),
             ).where(users.c.username == username)
         ).one_or_none()
     if row is None:
         return None
-    version = int(row.token_version or 0) if row.has_key else None
-    return Credentials(User(*row[:6]), row.password_hash, version)
+    return Credentials(User(*row[:6]), row.password_hash, int(row.token_version or 0))
 
 
 def get_with_key(engine: Engine, user_id: str) -> RowMapping | None:

@@ -32,11 +32,11 @@ from typing import Any, Final, TypeVar
 import orjson
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Delete,
     Insert,
     Select,
     Update,
-    and_,
     delete,
     func,
     literal,
@@ -108,11 +108,21 @@ def _mark(ctx: st.Context, ids: Sequence[int]) -> Update:
     return update(ctx.events).where(ctx.events.c.id.in_(list(ids))).values(published=True)
 
 
-def _prune(ctx: st.Context, before: datetime) -> Delete:
+def _prune_cutoff(ctx: st.Context, before: datetime) -> ColumnElement[Any]:
+    """The first id to keep: the oldest event at or after ``before``, else the newest.
+
+    A prefix of ids, never a hole in the middle: an event's time is taken before its id,
+    so a slow revocation can carry an earlier time than the event before it. The newest
+    row always stays: it is how a node learns the log's position.
+    """
     e = ctx.events.c
+    first_recent = select(func.min(e.id)).where(e.at >= before).scalar_subquery()
     newest = select(func.max(e.id)).scalar_subquery()
-    # The newest row always stays: it is how a node learns the log's position.
-    return delete(ctx.events).where(and_(e.at < before, e.id < newest))
+    return func.coalesce(first_recent, newest)
+
+
+def _prune(ctx: st.Context, before: datetime) -> Delete:
+    return delete(ctx.events).where(ctx.events.c.id < _prune_cutoff(ctx, before))
 
 
 def _upsert_node(ctx: st.Context, values: dict[str, object]) -> Insert:
@@ -225,11 +235,8 @@ def prune(ctx: st.Context, before: datetime) -> Job[int]:
     """Job: delete events older than ``before`` (never the newest); how many went."""
 
     def plan() -> Plan[int]:
-        e = ctx.events.c
         doomed = yield Fetch(
-            select(func.count().label("n")).where(
-                e.at < before, e.id < select(func.max(e.id)).scalar_subquery()
-            )
+            select(func.count().label("n")).where(ctx.events.c.id < _prune_cutoff(ctx, before))
         )
         yield Execute(_prune(ctx, before))
         return int(doomed[0]["n"])
@@ -237,16 +244,24 @@ def prune(ctx: st.Context, before: datetime) -> Job[int]:
     return _write_job(ctx, plan())
 
 
+def _db_now(ctx: st.Context, minus: float = 0.0) -> ColumnElement[Any]:
+    """The database's clock (``minus`` seconds ago): one clock for every node's heartbeat
+    and every liveness judgement, so a host whose own clock is off cannot look dead while
+    it serves, nor alive after it died. SQLite: the text form SQLAlchemy stores."""
+    if ctx.dialect == "postgresql":
+        return func.clock_timestamp() - literal(timedelta(seconds=minus))
+    return func.strftime("%Y-%m-%d %H:%M:%f000", "now", f"-{minus:.6f} seconds")
+
+
 def heartbeat(ctx: st.Context, node_id: str, watermark: int, info: str | None) -> Job[None]:
     """Job: this node is alive and has applied every event up to ``watermark``."""
 
     def plan() -> Plan[None]:
-        now = ctx.clock()
         values = {
             "id": node_id[:64],
             "watermark": watermark,
-            "seen_at": now,
-            "started_at": now,
+            "seen_at": _db_now(ctx),
+            "started_at": _db_now(ctx),
             "info": None if info is None else info[:128],
         }
         yield Execute(_upsert_node(ctx, values))
@@ -255,12 +270,13 @@ def heartbeat(ctx: st.Context, node_id: str, watermark: int, info: str | None) -
 
 
 def live_nodes(ctx: st.Context, within: float) -> Job[list[NodeRecord]]:
-    """Job: the nodes seen in the last ``within`` seconds."""
+    """Job: the nodes seen in the last ``within`` seconds (by the database's clock)."""
 
     def plan() -> Plan[list[NodeRecord]]:
         n = ctx.nodes.c
-        since = ctx.clock() - timedelta(seconds=within)
-        rows = yield Fetch(select(ctx.nodes).where(n.seen_at >= since).order_by(n.id))
+        rows = yield Fetch(
+            select(ctx.nodes).where(n.seen_at >= _db_now(ctx, within)).order_by(n.id)
+        )
         return [
             NodeRecord(r["id"], int(r["watermark"]), r["seen_at"], r["started_at"], r["info"])
             for r in rows

@@ -35,17 +35,29 @@ def revoke(
 
     Clients are public (no client authentication): holding the token is the authority.
     """
-    if token_type_hint != ACCESS:
-        found = services.refresh.lookup(token)
-        if found is not None:
-            user_id, family_id = found
-            services.refresh.revoke_family(user_id, family_id)
-            services.metrics.revocations.labels("rfc7009").inc()
-            return {}
+    # The hint only orders the search (RFC 7009 2.1): a wrong one must not save a token.
+    kinds = (_revoke_access, _revoke_refresh)
+    for attempt in kinds if token_type_hint == ACCESS else kinds[::-1]:
+        if attempt(services, token):
+            break
+    return {}
+
+
+def _revoke_refresh(services: Services, token: str) -> bool:
+    found = services.refresh.lookup(token)
+    if found is None:
+        return False
+    user_id, family_id = found
+    services.refresh.revoke_family(user_id, family_id)
+    services.metrics.revocations.labels("rfc7009").inc()
+    return True
+
+
+def _revoke_access(services: Services, token: str) -> bool:
     try:
         claims, user = verify_access_token(services, token)
     except TokenError:
-        return {}
+        return False
     sid = claims.get("sid")
     if services.settings.session_granularity == "user":
         # Key rotation and that session's refresh tokens: one transaction.
@@ -56,7 +68,7 @@ def revoke(
         services.revoked(result, "rfc7009")
     elif isinstance(sid, str):
         services.refresh.revoke_family(user.id, sid)
-    return {}
+    return True
 
 
 def _client_authenticated(services: Services, request: Request) -> bool:
@@ -94,14 +106,26 @@ def introspect(
             {"error": "invalid_client", "error_description": "client authentication required"},
             {"WWW-Authenticate": bearer_challenge("invalid_client")},
         )
-    if token_type_hint != ACCESS:
-        found = services.refresh.lookup(token)
-        if found is not None:
-            return {"active": True, "token_type": "refresh_token", "sub": found[0], "sid": found[1]}
+    kinds = (_introspect_access, _introspect_refresh)
+    for attempt in kinds if token_type_hint == ACCESS else kinds[::-1]:
+        answer = attempt(services, token)
+        if answer is not None:
+            return answer
+    return {"active": False}
+
+
+def _introspect_refresh(services: Services, token: str) -> dict[str, Any] | None:
+    found = services.refresh.lookup(token)
+    if found is None:
+        return None
+    return {"active": True, "token_type": "refresh_token", "sub": found[0], "sid": found[1]}
+
+
+def _introspect_access(services: Services, token: str) -> dict[str, Any] | None:
     try:
         claims, user = verify_access_token(services, token)
     except TokenError:
-        return {"active": False}
+        return None
     answer: dict[str, Any] = {
         "active": True,
         "token_type": "access_token",
