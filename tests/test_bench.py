@@ -54,13 +54,19 @@ ROWS = (
         for op in ("decode", "encode")
     ),
 )
-# Rows that need PostgreSQL (and Redis, for the propagation rows).
+# Rows that need PostgreSQL (and Redis, for the rows measured on a cluster).
+ACK_ROWS = ("sjti.revoke_ack_all_p50_ms", "sjti.revoke_ack_all_p99_ms")
+INCOMPLETE_ROW = "sjti.revoke_ack_all_incomplete"
 SERVICE_ROWS = (
     "sjti.verify_full_postgres.HS256",
     "sjti.revoke_propagation_p50_ms",
     "sjti.revoke_propagation_p99_ms",
+    *ACK_ROWS,
+    INCOMPLETE_ROW,
 )
 MS_ROWS = ("sjti.revoke_propagation_p50_ms", "sjti.revoke_propagation_p99_ms")
+# Measured on PostgreSQL and Redis when they answer, else on SQLite: in every run.
+CATCHUP_ROWS = ("sjti.catchup_after_outage_ms", "sjti.catchup_after_outage_clear_ms")
 RATIOS = (
     "boundary_hs256_vs_fastest_peer_decode",
     "full_hs256_vs_fastest_peer_decode",
@@ -69,6 +75,8 @@ RATIOS = (
     "full_cached_hs256_vs_key_in_hand",
 )
 PROPAGATION_RATIO = "revoke_propagation_p99"
+ACK_RATIOS = ("revoke_ack_all_p99", "revoke_ack_all_complete")
+CATCHUP_RATIO = "catchup_replay_vs_clear"
 
 
 def _run_json(path: Path, *argv: str) -> tuple[int, dict[str, Any]]:
@@ -109,15 +117,36 @@ def test_quick_run_exits_zero_and_reports_every_row(quick_run: tuple[int, dict[s
 
 
 def test_no_services_leaves_out_the_service_rows(quick_run: tuple[int, dict[str, Any]]) -> None:
-    """--no-services: no PostgreSQL or propagation rows, no ms units, the p99 target n/a."""
+    """--no-services: no PostgreSQL or cluster rows, their targets n/a; catch-up on SQLite."""
     _, document = quick_run
     names = {row["name"] for row in document["rows"]}
     assert not names & set(SERVICE_ROWS)
-    assert document["units"] == {}
+    assert document["units"] == dict.fromkeys(CATCHUP_ROWS, "ms")
     assert document["propagation"] is None
+    assert document["acknowledgement"] is None
     assert (document["params"]["postgres"], document["params"]["redis"]) == (None, None)
-    p99 = document["ratios"][PROPAGATION_RATIO]
-    assert (p99["value"], p99["pass"], p99["unit"]) == (None, None, "ms")
+    for name in (PROPAGATION_RATIO, *ACK_RATIOS):
+        ratio = document["ratios"][name]
+        assert (ratio["value"], ratio["pass"]) == (None, None)
+    assert document["ratios"][PROPAGATION_RATIO]["unit"] == "ms"
+
+
+def test_no_services_still_measures_the_catchup_on_sqlite(
+    quick_run: tuple[int, dict[str, Any]],
+) -> None:
+    """Without services the catch-up runs on a SQLite file with the log-polling bus."""
+    _, document = quick_run
+    values = {row["name"]: row["ns_per_op"] for row in document["rows"]}
+    details = document["catchup"]
+    assert set(CATCHUP_ROWS) <= set(values)
+    assert (details["database"], details["bus"]) == ("sqlite", "log-poll")
+    assert (details["users"], details["events"], details["trials"]) == (500, 250, 1)
+    assert details["replay"]["misses"] == details["revoked_users"] == 5
+    assert details["clear"]["misses"] == 500
+    ratio = document["ratios"][CATCHUP_RATIO]
+    assert ratio["baseline"] == "sjti.catchup_after_outage_clear_ms"
+    assert math.isfinite(ratio["value"])
+    assert type(ratio["pass"]) is bool
 
 
 @pytest.mark.service
@@ -133,7 +162,8 @@ def test_service_run_reports_the_service_rows(service_run: tuple[int, dict[str, 
     for row in document["rows"]:
         assert type(row["ns_per_op"]) is float
         assert math.isfinite(row["ns_per_op"])
-        assert row["ns_per_op"] > 0
+        if row["name"] != INCOMPLETE_ROW:  # a count, 0 when every ack was complete
+            assert row["ns_per_op"] > 0
 
 
 @pytest.mark.service
@@ -143,7 +173,10 @@ def test_service_run_says_the_propagation_rows_are_milliseconds(
     """The ms rows share the {name, ns_per_op} shape; "units" says what they hold."""
     _, document = service_run
     values = {row["name"]: row["ns_per_op"] for row in document["rows"]}
-    assert document["units"] == dict.fromkeys(MS_ROWS, "ms")
+    assert document["units"] == {
+        **dict.fromkeys((*MS_ROWS, *ACK_ROWS, *CATCHUP_ROWS), "ms"),
+        INCOMPLETE_ROW: "acks",
+    }
     assert set(MS_ROWS) <= set(values)
     assert set(MS_ROWS).isdisjoint(document["stats"])  # not a per-op timing
     assert values["sjti.revoke_propagation_p50_ms"] <= values["sjti.revoke_propagation_p99_ms"]
@@ -153,6 +186,43 @@ def test_service_run_says_the_propagation_rows_are_milliseconds(
     assert details["accepted_after_window"] == 0
     assert details["outcomes"] == {"done": 20}
     assert details["p99_ms"] == values["sjti.revoke_propagation_p99_ms"]
+
+
+@pytest.mark.service
+def test_service_run_acknowledges_every_revocation(
+    service_run: tuple[int, dict[str, Any]],
+) -> None:
+    """revoke(wait="all") on the cluster: rows with numbers, and no incomplete ack."""
+    _, document = service_run
+    values = {row["name"]: row["ns_per_op"] for row in document["rows"]}
+    details = document["acknowledgement"]
+    assert values[INCOMPLETE_ROW] == 0.0
+    assert details["incomplete"] == 0
+    assert details["accepted_after_ack"] == 0
+    assert (details["nodes"], details["live_nodes"], details["acknowledged_min"]) == (3, 3, 3)
+    assert details["revocations"] == 20  # the --quick count
+    assert details["p99_ms"] == values["sjti.revoke_ack_all_p99_ms"]
+    assert 0 < values["sjti.revoke_ack_all_p50_ms"] <= values["sjti.revoke_ack_all_p99_ms"]
+    for name in ACK_RATIOS:
+        ratio = document["ratios"][name]
+        assert math.isfinite(ratio["value"])
+        assert type(ratio["pass"]) is bool
+    assert document["ratios"]["revoke_ack_all_complete"]["pass"] is True
+
+
+@pytest.mark.service
+def test_service_run_measures_the_catchup_on_postgres_and_redis(
+    service_run: tuple[int, dict[str, Any]],
+) -> None:
+    """With the services the catch-up node uses the scratch PostgreSQL and the Redis bus."""
+    _, document = service_run
+    values = {row["name"]: row["ns_per_op"] for row in document["rows"]}
+    details = document["catchup"]
+    assert (details["database"], details["bus"]) == ("postgresql", "redis")
+    assert details["replay"]["total_ms"] == values["sjti.catchup_after_outage_ms"]
+    assert details["clear"]["total_ms"] == values["sjti.catchup_after_outage_clear_ms"]
+    assert details["ratio"] == document["ratios"][CATCHUP_RATIO]["value"]
+    assert type(document["ratios"][CATCHUP_RATIO]["pass"]) is bool
 
 
 @pytest.mark.service
@@ -411,7 +481,9 @@ class _FakeNode:
     """Answers like a node of sjti.bench._node, with a chosen bug."""
 
     def __init__(self, accepts: str) -> None:
-        self.accepts = accepts  # "never", "always" or "until-revoked"
+        # "never", "always", "until-revoked", or "ack-lies" (an acknowledged revocation
+        # reaches nobody)
+        self.accepts = accepts
         self.revoked: set[str] = set()
         self.peers: list[_FakeNode] = []
 
@@ -419,10 +491,17 @@ class _FakeNode:
         verb, _, argument = command.partition(" ")
         if verb == "issue":
             return f"token-for-{argument}"
-        if verb == "revoke":
-            for node in self.peers:
-                node.revoked.add(f"token-for-{argument}")
-            return "done"
+        if verb in ("revoke", "revoke-ack"):
+            user = argument.partition(" ")[0]
+            if verb == "revoke" or self.accepts != "ack-lies":
+                for node in (self, *self.peers):
+                    node.revoked.add(f"token-for-{user}")
+            if verb == "revoke":
+                return "done"
+            ack = {"ms": 1.5, "event": 1, "complete": True, "acknowledged": 3, "pending": 0}
+            return json.dumps(ack)
+        if verb == "live":
+            return json.dumps(["a", "b", "c"])
         if self.accepts == "never" or (self.accepts != "always" and argument in self.revoked):
             return "revoked"
         return "accepted"
@@ -446,10 +525,21 @@ def test_propagation_of_honest_nodes_is_measured(monkeypatch: pytest.MonkeyPatch
     _fake_cluster(monkeypatch, "until-revoked")
     outcome = _backends.measure_revocation("db", "redis", 5)
     assert not isinstance(outcome, str)
-    measures, details = outcome
-    assert [m.name for m in measures] == list(MS_ROWS)
-    assert all(m.unit == "ms" for m in measures)
+    assert [m.name for m in outcome.measures] == [*MS_ROWS, *ACK_ROWS, INCOMPLETE_ROW]
+    assert [m.unit for m in outcome.measures] == ["ms"] * 4 + ["acks"]
+    details = outcome.propagation
     assert (details["revocations"], details["outcomes"]) == (5, {"done": 5})
+    acked = outcome.acknowledgement
+    assert (acked["revocations"], acked["incomplete"], acked["p99_ms"]) == (5, 0, 1.5)
+
+
+def test_acknowledgement_that_lets_a_token_through_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A complete ack promises every node refuses: a node still accepting fails the run."""
+    _fake_cluster(monkeypatch, "ack-lies")
+    with pytest.raises(CaseError, match="accepted after every node had acknowledged"):
+        _backends.measure_revocation("db", "redis", 5)
 
 
 @pytest.mark.parametrize(
@@ -468,11 +558,42 @@ def test_propagation_refuses_nodes_that_misbehave(
         _backends.measure_revocation("db", "redis", 5)
 
 
+def test_catchup_with_a_node_that_misses_the_replay_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replay that does not drop the revoked users would serve them from the cache: a
+    fast number for a wrong answer, never reported."""
+    monkeypatch.setattr(KeyCache, "invalidate", lambda self, user_ids: None)
+    with contextlib.ExitStack() as stack, pytest.raises(CaseError, match="wrong verdict"):
+        _backends.measure_outage(None, None, stack, users=40, events=8, trials=1)
+
+
+def test_catchup_on_sqlite_replays_only_what_it_missed() -> None:
+    """Replay: the revoked users miss, nobody else; clear: everyone misses."""
+    with contextlib.ExitStack() as stack:
+        measures, details = _backends.measure_outage(
+            None, None, stack, users=200, events=30, trials=2
+        )
+    assert [m.name for m in measures] == list(CATCHUP_ROWS)
+    assert all(m.section == "catch-up after a bus outage" for m in measures)
+    assert (details["database"], details["bus"], details["revoked_users"]) == (
+        "sqlite",
+        "log-poll",
+        2,
+    )
+    assert (details["replay"]["misses"], details["clear"]["misses"]) == (2, 200)
+    assert len(details["replay"]["all_ms"]) == len(details["clear"]["all_ms"]) == 2
+
+
 def _result_with_measures() -> BenchResult:
     base = _fake_result(4.0)
     measures = (
         Measure("sjti.revoke_propagation_p50_ms", 1.5, "ms", "median"),
         Measure("sjti.revoke_propagation_p99_ms", 3.25, "ms", "99th percentile"),
+        Measure(INCOMPLETE_ROW, 0.0, "acks", "incomplete"),
+        Measure(
+            "sjti.catchup_after_outage_ms", 40.0, "ms", "replay", "catch-up after a bus outage"
+        ),
     )
     p99 = Ratio(
         PROPAGATION_RATIO, "p99", "sjti.revoke_propagation_p99_ms", None, 3.25, "<=", 50.0, "ms"
@@ -491,11 +612,17 @@ def _result_with_measures() -> BenchResult:
 
 def test_measures_keep_the_row_shape_and_say_their_unit() -> None:
     document = _result_with_measures().to_json()
-    assert document["rows"][-2:] == [
+    assert document["rows"][-4:] == [
         {"name": "sjti.revoke_propagation_p50_ms", "ns_per_op": 1.5},
         {"name": "sjti.revoke_propagation_p99_ms", "ns_per_op": 3.25},
+        {"name": INCOMPLETE_ROW, "ns_per_op": 0.0},
+        {"name": "sjti.catchup_after_outage_ms", "ns_per_op": 40.0},
     ]
-    assert document["units"] == dict.fromkeys(MS_ROWS, "ms")
+    assert document["units"] == {
+        **dict.fromkeys(MS_ROWS, "ms"),
+        INCOMPLETE_ROW: "acks",
+        "sjti.catchup_after_outage_ms": "ms",
+    }
     assert set(document["stats"]) == {"sjti.verify_boundary.HS256", "pyjwt.decode.HS256"}
     assert document["ratios"][PROPAGATION_RATIO]["pass"] is True
 
@@ -509,6 +636,10 @@ def test_report_shows_measures_in_their_own_section(plain: bool) -> None:
     table, _, rest = text.partition("revocation across nodes")
     assert "sjti.revoke_propagation" not in table
     assert "3.25 ms" in rest
+    assert "0 acks" in rest
     assert "milliseconds" in rest
     assert "≤ 50 ms" in rest
+    nodes, _, catchup = rest.partition("catch-up after a bus outage")
+    assert "sjti.catchup_after_outage_ms" not in nodes
+    assert "40.00 ms" in catchup
     assert "sjti.revoke_propagation_p99_ms" in render_markdown(_result_with_measures())

@@ -1,7 +1,9 @@
 """Revocation across three node processes sharing PostgreSQL and Redis (issue 3, item 6).
 
-Each node is its own OS process with its own cache and bus. We revoke on node 0 and time
-until nodes 1 and 2 refuse the old token; then Redis is killed (-9) and restarted mid-run.
+Each node is its own OS process with its own cache and a bus that follows the event log.
+We revoke on node 0 and time until nodes 1 and 2 refuse the old token; we revoke with
+``wait="all"`` and check every node refuses once it returns; then Redis is killed (-9)
+and restarted mid-run, and the nodes catch up by replaying the log.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sjti.bench.multinode import Node, cluster, measure_propagation
+from sjti.bench.multinode import Node, cluster, measure_acknowledged, measure_propagation
 
 from . import services
 
@@ -75,6 +77,20 @@ def test_revocation_reaches_every_node_fast(postgres_url: str, redis_url: str) -
     assert all(isinstance(h, int) and h > 0 for h in hits)  # the cache really served
 
 
+def test_acknowledged_revocation_waits_for_every_node(postgres_url: str, redis_url: str) -> None:
+    """wait="all": every call comes back complete, acknowledged by all three registered
+    nodes, and no node accepts the token afterwards."""
+    with cluster(postgres_url, redis_url) as nodes:
+        result = measure_acknowledged(nodes, revocations=50)
+        watermarks = {_stats(node)["watermark"] for node in nodes}
+    print(f"\nacknowledged (50 revocations): p50 {result.p50_ms:.2f}, p99 {result.p99_ms:.2f} ms")
+    assert len(result.latencies_ms) == 50
+    assert (result.incomplete, result.accepted_after_ack, result.warm_refusals) == (0, 0, 0)
+    assert result.live_nodes == 3
+    assert set(result.acknowledged) == {3}
+    assert len(watermarks) == 1  # every node applied the same events
+
+
 def test_killing_redis_never_lets_a_revoked_token_through(
     postgres_url: str, redis_server: KillableRedis
 ) -> None:
@@ -106,3 +122,7 @@ def test_killing_redis_never_lets_a_revoked_token_through(
     assert all(s["bus_connects"] >= 2 for s in final)  # ... and came back by itself
     assert all(s["trusted"] for s in final)
     assert after.p99_ms < 50
+    # Back on the bus, each node replayed what it missed from the event log instead of
+    # clearing its cache: the one clear is each node's first synchronisation.
+    assert all(s["cleared"] == 1 for s in final)
+    assert all(isinstance(s["replayed"], int) and s["replayed"] >= 1 for s in final)

@@ -7,12 +7,20 @@
   on a SQLite file in a temporary directory / on a scratch PostgreSQL database.
 * ``sjti.revoke_propagation_p50_ms`` / ``_p99_ms``: three node processes sharing the scratch
   database and Redis (:mod:`sjti.bench.multinode`); measured once, after the timed loop.
+* ``sjti.revoke_ack_all_p50_ms`` / ``_p99_ms`` / ``sjti.revoke_ack_all_incomplete``: on the
+  same cluster, ``revoke(wait="all")`` timed until every live node acknowledged, and how
+  many calls came back with a node still pending.
+* ``sjti.catchup_after_outage_ms`` / ``_clear_ms``: one node in this process whose bus is
+  down while revocations commit, current and serving its working set again by replaying
+  the log / by clearing its cache (on the scratch database, else a SQLite file).
 
 Every store row is checked like the others before it is timed: it must return the token's
 claims, and refuse a forged token, the token of a revoked user (for the cache: a user who
 was in the cache when revoked) and the token of a user the store lacks. The propagation
 run is checked as it goes: every other node must accept each token before its revocation
-and refuse it for good afterwards, or the run stops with :class:`CaseError`.
+and refuse it for good afterwards, every node must refuse it once the revocation is
+acknowledged, and after an outage the node must refuse exactly the revoked users' tokens
+and hit or miss its cache as the mode says, or the run stops with :class:`CaseError`.
 
 PostgreSQL is only ever used through a scratch database (``CREATE DATABASE
 sjti_bench_<hex>``, dropped at the end), so the bench never touches application data.
@@ -24,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import secrets
 import sys
 import tempfile
@@ -54,10 +63,15 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from ..stores.sql import SqlSecretStore
-    from .multinode import Node
+    from .multinode import CatchupResult, Node
 
 __all__ = [
+    "ACK_INCOMPLETE",
+    "ACK_P50",
+    "ACK_P99",
     "CACHED",
+    "CATCHUP",
+    "CATCHUP_CLEAR",
     "DEFAULT_POSTGRES_URL",
     "DEFAULT_REDIS_URL",
     "POSTGRES",
@@ -67,6 +81,8 @@ __all__ = [
     "REDIS_ENV",
     "SQLITE",
     "Backends",
+    "ClusterMeasures",
+    "measure_outage",
     "measure_revocation",
     "open_backends",
     "redact",
@@ -82,6 +98,12 @@ SQLITE: Final = "sjti.verify_full_sqlite.HS256"
 POSTGRES: Final = "sjti.verify_full_postgres.HS256"
 PROPAGATION_P50: Final = "sjti.revoke_propagation_p50_ms"
 PROPAGATION_P99: Final = "sjti.revoke_propagation_p99_ms"
+ACK_P50: Final = "sjti.revoke_ack_all_p50_ms"
+ACK_P99: Final = "sjti.revoke_ack_all_p99_ms"
+ACK_INCOMPLETE: Final = "sjti.revoke_ack_all_incomplete"
+ACK_TIMEOUT_S: Final = 2.0  # revoke(wait="all", timeout=...) in the acknowledged rows
+CATCHUP: Final = "sjti.catchup_after_outage_ms"
+CATCHUP_CLEAR: Final = "sjti.catchup_after_outage_clear_ms"
 NODES: Final = 3
 DEADLINE_S: Final = 5.0  # a node still accepting a revoked token after this: the run fails
 _CONNECT_TIMEOUT_S: Final = 2
@@ -92,6 +114,7 @@ class Backends:
     """What :func:`open_backends` set up: the store cases, and where the cluster may run."""
 
     cases: list[Case] = field(default_factory=list)
+    sql: bool = False  # the sql extra is installed (SQLite works)
     database_url: str | None = None  # the scratch PostgreSQL database (SQLAlchemy URL)
     redis_url: str | None = None  # a Redis that answered
     shown: dict[str, str | None] = field(default_factory=dict)  # URLs without passwords
@@ -352,6 +375,7 @@ def open_backends(
             "is not installed"
         )
         return backends
+    backends.sql = True
     backends.cases.extend(_sqlite_cases(fx, stack))
     if postgres_url is None:
         return backends
@@ -416,15 +440,26 @@ def _verdict(watches: Sequence[_Watch]) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterMeasures:
+    """What :func:`measure_revocation` measured on one cluster, and how."""
+
+    measures: tuple[Measure, ...]
+    propagation: dict[str, Any]
+    acknowledgement: dict[str, Any]
+
+
 def measure_revocation(
     database_url: str, redis_url: str, revocations: int
-) -> tuple[tuple[Measure, ...], dict[str, Any]] | str:
-    """p50 and p99 of revocation propagation, in ms, and how they were made.
+) -> ClusterMeasures | str:
+    """Propagation (p50, p99) and acknowledged revocation (p50, p99, incomplete count) on
+    one cluster of :data:`NODES` node processes, and how they were made.
 
     A cluster that does not start gives a note (a string) instead; a cluster that lets a
-    revoked token through, or refuses valid ones, raises :class:`CaseError`.
+    revoked token through (after its revocation, or after a complete acknowledgement), or
+    refuses valid ones, raises :class:`CaseError`.
     """
-    from .multinode import cluster, measure_propagation
+    from .multinode import cluster, measure_acknowledged, measure_propagation
 
     with contextlib.ExitStack() as running:
         try:
@@ -443,19 +478,42 @@ def measure_revocation(
         result = measure_propagation(
             watched, revocations=revocations, deadline_s=DEADLINE_S, between=guard
         )
-    problem = _verdict(watches)
-    if problem is None and result.accepted_after_window:
-        problem = f"{result.accepted_after_window} revoked tokens accepted again after a refusal"
-    if problem is None and max(result.latencies_ms) >= DEADLINE_S * 1000:
-        problem = f"a node still accepted a revoked token {DEADLINE_S:g} s after its revocation"
-    if problem is not None:
-        raise CaseError(f"revocation across nodes: {problem}")
+        problem = _verdict(watches)
+        if problem is None and result.accepted_after_window:
+            problem = (
+                f"{result.accepted_after_window} revoked tokens accepted again after a refusal"
+            )
+        if problem is None and max(result.latencies_ms) >= DEADLINE_S * 1000:
+            problem = f"a node still accepted a revoked token {DEADLINE_S:g} s after its revocation"
+        if problem is not None:
+            raise CaseError(f"revocation across nodes: {problem}")
+        acked = measure_acknowledged(nodes, revocations=revocations, timeout_s=ACK_TIMEOUT_S)
+    if acked.warm_refusals:
+        raise CaseError(
+            f"acknowledged revocation: {acked.warm_refusals} valid tokens refused before "
+            "their revocation"
+        )
+    if acked.accepted_after_ack:
+        raise CaseError(
+            f"acknowledged revocation: {acked.accepted_after_ack} revoked tokens accepted "
+            "after every node had acknowledged the revocation"
+        )
     what = f"revoke on node 1 until nodes 2-{NODES} refuse the old token"
+    acking = f'revoke(wait="all") on node 1 until all {acked.live_nodes} live nodes acknowledged'
+
     measures = (
         Measure(PROPAGATION_P50, result.p50_ms, "ms", f"{what}, median"),
         Measure(PROPAGATION_P99, result.p99_ms, "ms", f"{what}, 99th percentile"),
+        Measure(ACK_P50, acked.p50_ms, "ms", f"{acking}, median"),
+        Measure(ACK_P99, acked.p99_ms, "ms", f"{acking}, 99th percentile"),
+        Measure(
+            ACK_INCOMPLETE,
+            float(acked.incomplete),
+            "acks",
+            f"of those {len(acked.latencies_ms)} calls, how many came back with a node pending",
+        ),
     )
-    details: dict[str, Any] = {
+    propagation: dict[str, Any] = {
         "nodes": NODES,
         "revocations": len(result.latencies_ms),
         "p50_ms": result.p50_ms,
@@ -463,5 +521,115 @@ def measure_revocation(
         "max_ms": max(result.latencies_ms),
         "outcomes": dict(result.outcomes),
         "accepted_after_window": result.accepted_after_window,
+    }
+    acknowledgement: dict[str, Any] = {
+        "nodes": NODES,
+        "live_nodes": acked.live_nodes,
+        "revocations": len(acked.latencies_ms),
+        "timeout_s": ACK_TIMEOUT_S,
+        "p50_ms": acked.p50_ms,
+        "p99_ms": acked.p99_ms,
+        "max_ms": max(acked.latencies_ms),
+        "incomplete": acked.incomplete,
+        "accepted_after_ack": acked.accepted_after_ack,
+        "acknowledged_min": min(acked.acknowledged),
+    }
+    return ClusterMeasures(measures, propagation, acknowledgement)
+
+
+# ---------------------------------------------------------------------------------------
+# catch-up after a bus outage
+
+
+def _catchup_problem(result: CatchupResult) -> str | None:
+    """What makes the catch-up numbers meaningless, if anything."""
+    if result.warm_refused:
+        return f"{result.warm_refused} valid tokens refused before the outage"
+    for trial in result.trials:
+        if trial.refused != result.revoked:
+            wrong = len(trial.refused ^ result.revoked)
+            return f"after the {trial.mode}, {wrong} users were served the wrong verdict"
+        if trial.bypasses:
+            return f"the cache was not trusted while serving after the {trial.mode}"
+    for trial in result.of("replay"):
+        if trial.cleared or trial.replayed != result.events:
+            return f"the replay applied {trial.replayed} of {result.events} events"
+        if trial.misses != len(result.revoked):
+            return f"the replay left {trial.misses} cache misses, not {len(result.revoked)}"
+    for trial in result.of("clear"):
+        if trial.cleared != 1 or trial.misses != result.users:
+            return "the clear did not empty the cache"
+    return None
+
+
+def _catchup_database(
+    database_url: str | None, stack: contextlib.ExitStack
+) -> tuple[str, str | None]:
+    """The scratch PostgreSQL database, or a SQLite file in a temporary directory."""
+    if database_url is not None:
+        return database_url, None
+    directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="sjti-catchup-"))
+    return f"sqlite:///{Path(directory) / 'catchup.db'}", "no PostgreSQL: on SQLite"
+
+
+def measure_outage(
+    database_url: str | None,
+    redis_url: str | None,
+    stack: contextlib.ExitStack,
+    *,
+    users: int,
+    events: int,
+    trials: int,
+) -> tuple[tuple[Measure, ...], dict[str, Any]]:
+    """The catch-up rows (replay, clear; median of ``trials`` each) and how they were made.
+
+    On the scratch PostgreSQL database when there is one (else a SQLite file); on the
+    Redis bus when Redis answered (else the log-polling bus). A run whose node serves a
+    wrong verdict, or whose cache did not do what the mode says, raises :class:`CaseError`.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .multinode import measure_catchup
+
+    url, fallback = _catchup_database(database_url, stack)
+    logger = logging.getLogger("sjti.cache")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # each simulated outage would log a warning
+    try:
+        result = measure_catchup(url, redis_url, users=users, events=events, trials=trials)
+    except (SjtiError, SQLAlchemyError) as exc:
+        raise CaseError(f"catch-up after an outage: {_first_line(exc)}") from exc
+    finally:
+        logger.setLevel(level)
+    problem = _catchup_problem(result)
+    if problem is not None:
+        raise CaseError(f"catch-up after an outage: {problem}")
+    replay, clear = result.median_ms("replay"), result.median_ms("clear")
+    setting = f"after {events:,} events, until {users:,} cached users are served"
+    section = "catch-up after a bus outage"
+    measures = (
+        Measure(CATCHUP, replay, "ms", f"{setting}: replay the log (median)", section),
+        Measure(CATCHUP_CLEAR, clear, "ms", f"{setting}: clear the cache (median)", section),
+    )
+    details: dict[str, Any] = {
+        "database": result.database,
+        "bus": result.bus,
+        "fallback": fallback,
+        "users": result.users,
+        "events": result.events,
+        "revoked_users": len(result.revoked),
+        "outage_s": result.outage_s,
+        "trials": trials,
+        **{
+            mode: {
+                "total_ms": result.median_ms(mode),
+                "catchup_ms": result.median_ms(mode, "catchup_ms"),
+                "serve_ms": result.median_ms(mode, "serve_ms"),
+                "all_ms": [t.total_ms for t in result.of(mode)],
+                "misses": result.of(mode)[0].misses,
+            }
+            for mode in ("replay", "clear")
+        },
+        "ratio": replay / clear,
     }
     return measures, details

@@ -61,14 +61,17 @@ class Row:
 class Measure:
     """A row that is not a per-op timing: one value in ``unit``, measured once.
 
-    The revocation propagation percentiles (milliseconds) are such rows: the JSON keeps
-    them in ``rows`` (value in the ``ns_per_op`` field) and says their unit in ``units``.
+    The revocation propagation and acknowledgement percentiles and the catch-up times
+    (milliseconds) and the count of incomplete acknowledgements (``acks``) are such rows:
+    the JSON keeps them in ``rows`` (value in the ``ns_per_op`` field) and says their unit
+    in ``units``.
     """
 
     name: str
     value: float
     unit: str
     description: str
+    section: str = "revocation across nodes"  # the report groups measures by section
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +162,33 @@ _TARGETS: Final[
         50.0,
         "ms",
     ),
+    (
+        "revoke_ack_all_p99",
+        'revoke(wait="all") acknowledged by every live node, p99',
+        "sjti.revoke_ack_all_p99_ms",
+        (),
+        "<=",
+        20.0,
+        "ms",
+    ),
+    (
+        "revoke_ack_all_complete",
+        'revoke(wait="all") calls that came back incomplete',
+        "sjti.revoke_ack_all_incomplete",
+        (),
+        "<=",
+        0.0,
+        "acks",
+    ),
+    (
+        "catchup_replay_vs_clear",
+        "after a bus outage, current and serving again: replay the log vs clear",
+        "sjti.catchup_after_outage_ms",
+        ("sjti.catchup_after_outage_clear_ms",),
+        "<=",
+        1.0,
+        "x",
+    ),
 )
 
 
@@ -225,6 +255,10 @@ class BenchResult:
     measures: tuple[Measure, ...] = ()
     # How the measures were made (nodes, revocations, percentiles, outcomes), or None.
     propagation: dict[str, Any] | None = field(default=None)
+    # How the acknowledged revocations went (timeout, incomplete count, ...), or None.
+    acknowledgement: dict[str, Any] | None = field(default=None)
+    # The catch-up after an outage (working set, events, trials, both modes), or None.
+    catchup: dict[str, Any] | None = field(default=None)
 
     def ns_per_op(self) -> dict[str, float]:
         """The timed rows only: ``{name: ns/op}``."""
@@ -281,4 +315,6 @@ class BenchResult:
             "notes": list(self.notes),
             "params": self.params,
             "propagation": self.propagation,
+            "acknowledgement": self.acknowledgement,
+            "catchup": self.catchup,
         }

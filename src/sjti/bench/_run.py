@@ -6,12 +6,12 @@ import contextlib
 import statistics
 from typing import Any, Final, Literal
 
-from ._backends import measure_revocation, open_backends
+from ._backends import measure_outage, measure_revocation, open_backends
 from ._cases import CaseError, build_cases, make_fixture, precheck
 from ._result import BenchResult, Measure, Row, compute_ratios, library_versions, machine_info
 from ._timing import measure
 
-__all__ = ["FULL", "QUICK", "REVOCATIONS", "Stat", "run"]
+__all__ = ["CATCHUP", "FULL", "QUICK", "REVOCATIONS", "Stat", "run"]
 
 Stat = Literal["median", "min"]
 # (rounds, milliseconds per case per round)
@@ -19,6 +19,8 @@ QUICK: Final = (5, 2.0)
 FULL: Final = (25, 20.0)
 # revocations timed across nodes: (quick, full)
 REVOCATIONS: Final = (20, 200)
+# catch-up after an outage, (working set, events during the outage, trials): (quick, full)
+CATCHUP: Final = ((500, 250, 1), (10_000, 10_000, 3))
 _OVERHEAD: Final = "(loop overhead)"
 
 
@@ -45,8 +47,12 @@ def run(
     ``postgres_url`` (a server: the bench works in a scratch database it creates and
     drops) adds ``sjti.verify_full_postgres.HS256``; with ``redis_url`` too, revocation
     across three node processes is measured once after the timed loop (``revocations``
-    of them; 20 quick, 200 otherwise). ``None`` leaves a service out; a service that does
-    not answer is left out with a note.
+    of them; 20 quick, 200 otherwise), plainly and acknowledged (``wait="all"``). ``None``
+    leaves a service out; a service that does not answer is left out with a note.
+
+    The catch-up after a bus outage (:data:`CATCHUP` sizes) runs on the scratch
+    PostgreSQL database and the Redis bus when they answer, else on a SQLite file and the
+    log-polling bus.
     """
     default_rounds, default_ms = QUICK if quick else FULL
     rounds = rounds if rounds is not None else default_rounds
@@ -84,12 +90,26 @@ def run(
         # Not a per-op timing: measured once, after the loop, outside the interleaving.
         measures: tuple[Measure, ...] = ()
         propagation: dict[str, Any] | None = None
+        acknowledgement: dict[str, Any] | None = None
+        catchup: dict[str, Any] | None = None
         if backends.database_url is not None and backends.redis_url is not None:
             outcome = measure_revocation(backends.database_url, backends.redis_url, revocations)
             if isinstance(outcome, str):
                 notes.append(outcome)
             else:
-                measures, propagation = outcome
+                measures = outcome.measures
+                propagation, acknowledgement = outcome.propagation, outcome.acknowledgement
+        if backends.sql:
+            users, events, trials = CATCHUP[not quick]
+            caught_up, catchup = measure_outage(
+                backends.database_url,
+                backends.redis_url,
+                stack,
+                users=users,
+                events=events,
+                trials=trials,
+            )
+            measures += caught_up
 
     pick = statistics.median if stat == "median" else min
     rows = tuple(
@@ -128,4 +148,6 @@ def run(
         },
         measures=measures,
         propagation=propagation,
+        acknowledgement=acknowledgement,
+        catchup=catchup,
     )
