@@ -140,20 +140,22 @@ def test_first_sync_starts_at_the_logs_newest_event() -> None:
     assert (follower.cleared, follower.replayed) == (1, 0)
 
 
-def test_a_hint_drops_its_users_at_once_then_the_log_confirms() -> None:
-    """Refusal from the message alone; the watermark moves only once the log says so."""
+def test_a_hint_makes_the_node_read_the_log_which_alone_drops_and_moves() -> None:
+    """The message is a hint: who is dropped and how far the watermark moves come from
+    the log, once (no second drop that would throw away a fill of the new key)."""
     follower, world = make()
     driver = Driver(follower, world)
     driver.until(lambda: world.connected)
     warm(follower.cache, "alice", "bob")
     event = world.log.add("alice")
-    world.inbox.append(encode_event(event.id, event.user_ids))
+    world.inbox.append(encode_event(event.id, ["bob"]))  # the message says bob: the log wins
     driver.until(lambda: isinstance(driver.op, follow.ReadLog))
-    assert "alice" not in follower.cache  # dropped before any database read
-    assert "bob" in follower.cache
-    assert follower.watermark == 0
+    assert ("alice" in follower.cache, "bob" in follower.cache) == (True, True)
+    invalidations = follower.cache.stats().invalidations
     driver.until(lambda: bool(world.heartbeats) and world.heartbeats[-1] == 1)
     assert follower.watermark == 1
+    assert ("alice" in follower.cache, "bob" in follower.cache) == (False, True)
+    assert follower.cache.stats().invalidations == invalidations + 1
     assert world.reads == [0]
 
 

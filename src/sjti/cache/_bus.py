@@ -326,11 +326,14 @@ class ThreadedBus(_BusBase):
             case follow.Heartbeat(watermark):
                 log.heartbeat(self.node_id, watermark, _node_info())
             case follow.Republish(older_than):
-                log.mark_published(self._take_relayed())
+                relayed = self._take_relayed()
+                if relayed:
+                    log.mark_published(relayed)
                 pending = log.pending_events(older_than)
                 for event in pending:
                     self.publish_event(event)
-                log.mark_published([event.id for event in pending])
+                if pending:
+                    log.mark_published([event.id for event in pending])
             case follow.Connect():
                 self._close_session()
                 self._session = self._open()
@@ -473,11 +476,14 @@ class AsyncBus(_BusBase):
             case follow.Heartbeat(watermark):
                 await log.heartbeat(self.node_id, watermark, _node_info())
             case follow.Republish(older_than):
-                await log.mark_published(self._take_relayed())
+                relayed = self._take_relayed()
+                if relayed:
+                    await log.mark_published(relayed)
                 pending = await log.pending_events(older_than)
                 for event in pending:
                     await self.publish_event(event)
-                await log.mark_published([event.id for event in pending])
+                if pending:
+                    await log.mark_published([event.id for event in pending])
             case follow.Connect():
                 await self._close_session()
                 self._session = await self._open()

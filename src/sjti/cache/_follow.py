@@ -11,9 +11,9 @@ The plan, per connection::
          Latest (the cheap max(id)), catch up if it moved, Heartbeat, Republish
     any error -> the cache is bypassed at once (kept, for the replay) -> Sleep(backoff)
 
-Messages are hints (:func:`sjti._core.invalidation.decode_notice`): the users a new
-event lists are dropped at once, then the node reads the log after its watermark; only
-the log moves the watermark (a forged hint must not make a node skip a real event). Event
+Messages are hints (:func:`sjti._core.invalidation.decode_notice`): a hint for a new
+event makes the node read the log after its watermark, and the log alone says whom to
+drop and moves the watermark (a forged hint costs a read, never a skipped event). Event
 ids are gapless and commit in order (:mod:`sjti.stores._eventlog`), so "read after N"
 never skips an event that commits later.
 Without an event log the plan falls back to the first-generation rule: clear on every
@@ -286,11 +286,9 @@ class Follower:
             return
         if notice.event <= self._mark():
             return  # already applied (a replay or a second relay got there first)
-        if notice.users is not None:
-            # Refuse at once from the hint (dropping users only ever costs a miss)...
-            self.cache.invalidate(notice.users)
-        # ...but only the log moves the watermark: a forged or early hint for N + 1 must
-        # not make this node skip the real event N + 1 when it comes.
+        # A hint only says "read the log": the users are dropped from what the log says,
+        # once, and only the log moves the watermark. A forged or early hint costs a read;
+        # it can neither make this node skip the real event nor drop anyone.
         yield from self._catch_up()
 
     # -- listening --------------------------------------------------------------------
