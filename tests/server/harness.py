@@ -29,14 +29,15 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"server-{self.port}.log"
+        self.workdir = workdir
         full_env = {
             **os.environ,
-            "SJTI_ADMIN_USERNAMES": ADMIN,
             "SJTI_ISSUER": "https://auth.test",
             "SJTI_AUDIENCE": "api.test",
             "SJTI_LOGIN_MAX_FAILURES_PER_IP": "100000",
             **env,
         }
+        self.env = full_env
         with self.log.open("wb") as log:
             self._proc = subprocess.Popen(  # noqa: S603 - fixed argv
                 [sys.executable, "-m", "sjti.cli", "serve", "--port", str(self.port),
@@ -61,6 +62,23 @@ class Server:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("server did not become ready")
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``sjti <args>`` with this server's settings, in its directory."""
+        return subprocess.run(  # noqa: S603 - fixed argv
+            [sys.executable, "-m", "sjti.cli", *args],
+            input=stdin,
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def make_admin(self, name: str = ADMIN, password: str = PASSWORD) -> None:
+        """The first admin, the only way there is: ``sjti users create NAME --admin``."""
+        done = self.cli("users", "create", name, "--admin", "--password-stdin", stdin=password)
+        assert done.returncode == 0 or "is taken" in done.stderr, done.stderr
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)

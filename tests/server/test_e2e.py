@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import stat
 from pathlib import Path
@@ -87,7 +88,7 @@ def test_refresh_rotates_and_reuse_revokes_the_family(server: Server) -> None:
         assert reuse.json()["error"] == "invalid_grant"
         assert refresh(client, second["refresh_token"]).status_code == 400  # family gone
         assert client.get("/me", headers=bearer(second)).status_code == 401  # key rotated
-        admin = _admin(client)
+        admin = _admin(server, client)
         trail = client.get("/admin/revocations", headers=bearer(admin)).json()
         assert any("reuse" in (record["reason"] or "") for record in trail)
 
@@ -111,8 +112,8 @@ def test_device_logout_ends_that_session_only(server: Server) -> None:
         assert client.delete(f"/sessions/{phone_id}", headers=bearer(laptop)).status_code == 404
 
 
-def _admin(client: httpx.Client) -> dict[str, str]:
-    client.post("/users", json={"username": ADMIN, "password": PASSWORD})  # 201 or 409
+def _admin(server: Server, client: httpx.Client) -> dict[str, str]:
+    server.make_admin()  # idempotent: "is taken" the second time
     return login(client, ADMIN)
 
 
@@ -124,7 +125,7 @@ def test_admin_cohort_revocation_with_dry_run(server: Server) -> None:
         for name in victims:
             register(client, name)
             tokens[name] = login(client, name)
-        admin = _admin(client)
+        admin = _admin(server, client)
         assert (
             client.post(
                 "/admin/revocations",
@@ -188,7 +189,7 @@ def test_introspect_and_revoke(server: Server) -> None:
         form = {"token": tokens["access_token"]}
         assert client.post("/introspect", data=form).status_code == 401
         assert client.post("/introspect", data=form, headers=bearer(tokens)).status_code == 401
-        admin = _admin(client)
+        admin = _admin(server, client)
         active = client.post("/introspect", data=form, headers=bearer(admin)).json()
         assert active["active"] is True
         assert active["username"] == name
@@ -255,3 +256,37 @@ def test_key_file_is_private(server: Server) -> None:
     """The generated key file (signing keys + dev KEK) is mode 0600."""
     key_file = Path(server.log).parent / "sjti-keys.json"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_the_cli_operates_the_running_service(server: Server) -> None:
+    """`sjti users` with the service's settings, while it runs: a role given on the command
+    line is the one the service enforces; a disabled user is refused at once."""
+    with server.client() as client:
+        register(client, "cli-dave")
+        dave = login(client, "cli-dave")
+        assert client.get("/admin/revocations", headers=bearer(dave)).status_code == 403
+        promoted = server.cli("users", "set-role", "cli-dave", "admin")
+        assert promoted.returncode == 0, promoted.stderr
+        assert client.get("/admin/revocations", headers=bearer(dave)).status_code == 200
+        shown = json.loads(server.cli("users", "show", "cli-dave", "--json").stdout)
+        assert (shown["role"], shown["disabled"]) == ("admin", False)
+
+        disabled = server.cli("users", "disable", "cli-dave", "--reason", "e2e")
+        assert disabled.returncode == 0, disabled.stderr
+        assert "1 refresh session(s) ended" in disabled.stdout
+        assert client.get("/me", headers=bearer(dave)).status_code == 401
+        assert refresh(client, dave["refresh_token"]).status_code == 400
+        again = client.post(
+            "/token",
+            data={"grant_type": "password", "username": "cli-dave", "password": PASSWORD},
+        )
+        assert again.status_code == 401
+
+
+def test_registration_never_grants_a_role(server: Server) -> None:
+    """Whoever registers the name an operator might have wanted is a plain user."""
+    with server.client() as client:
+        register(client, "admin")
+        tokens = login(client, "admin")
+        assert client.get("/me", headers=bearer(tokens)).json()["roles"] == ["user"]
+        assert client.get("/admin/revocations", headers=bearer(tokens)).status_code == 403

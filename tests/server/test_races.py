@@ -30,6 +30,7 @@ from sjti.server.models import CohortIn, NewUser, RevocationIn
 from sjti.server.routes import admin, auth, me
 from sjti.server.services import Services
 from sjti.server.settings import Settings
+from sjti.server.users import set_role
 
 PASSWORD = "correct horse battery"
 BLOCKED_FOR = 0.2  # how long a revocation may wait on the grant's locks before we resume
@@ -99,7 +100,6 @@ def services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service
     settings = Settings(
         database_url=url,
         key_file=str(tmp_path / "keys.json"),
-        admin_usernames=f"root-{secrets.token_hex(4)}",  # the PostgreSQL database is shared
         login_max_failures=10_000,
         login_max_failures_per_ip=10_000,
     )
@@ -200,7 +200,8 @@ def test_refresh_racing_logout_never_outlives_it(services: Services) -> None:
 
 def test_refresh_racing_admin_revocation_by_ids(services: Services) -> None:
     """Incident response by ids: the same promise."""
-    _, root = register_and_login(services, next(iter(services.settings.admins)))
+    _, root = register_and_login(services, f"root-{secrets.token_hex(4)}")
+    set_role(services.engine, principal(services, root).user.id, "admin")
     admin_principal = principal(services, root)
 
     def setup(n: int) -> tuple[Callable[[], dict[str, Any]], Callable[[], object]]:
@@ -216,7 +217,8 @@ def test_refresh_racing_admin_revocation_by_ids(services: Services) -> None:
 
 def test_refresh_racing_cohort_revocation(services: Services) -> None:
     """A cohort (every user created before now) revoked while a refresh runs."""
-    _, root = register_and_login(services, next(iter(services.settings.admins)))
+    _, root = register_and_login(services, f"root-{secrets.token_hex(4)}")
+    set_role(services.engine, principal(services, root).user.id, "admin")
     admin_principal = principal(services, root)
 
     def setup(n: int) -> tuple[Callable[[], dict[str, Any]], Callable[[], object]]:

@@ -74,7 +74,7 @@ class Client:
         self.running = threading.Event()  # cleared: registrations and logins stop retrying
         self.tainted: set[str] = set()  # users whose session the service revoked on reuse
         self._admin: Mint | None = None
-        self._admin_account = Account(ADMIN, "soak-admin-" + secrets.token_hex(8))
+        self.admin_account = Account(ADMIN, "soak-admin-" + secrets.token_hex(8))
         self._names = itertools.count()
         self._lock = threading.Lock()
 
@@ -215,11 +215,11 @@ class Client:
     def _admin_bearer(self, rng: random.Random) -> Mint | None:
         with self._lock:
             if self._admin is None:
-                self._admin = self.login(rng, self._admin_account)
+                self._admin = self.login(rng, self.admin_account)
             return self._admin
 
     def setup_admin(self, rng: random.Random) -> None:
-        if not self.register(rng, self._admin_account) or self._admin_bearer(rng) is None:
+        if not self.register(rng, self.admin_account) or self._admin_bearer(rng) is None:
             raise RuntimeError("could not register and log in the admin")
 
     def admin_revoke(self, rng: random.Random, user_ids: list[str], node: int) -> Revocation | None:

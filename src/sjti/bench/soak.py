@@ -75,10 +75,23 @@ def _server_env(postgres: PrivatePostgres, redis: PrivateRedis) -> dict[str, str
         "SJTI_REDIS_URL": redis.url,
         "SJTI_KEK": KekRing([Kek.generate("k1")]).to_config(),
         "SJTI_ENV": "production",
-        "SJTI_ADMIN_USERNAMES": ADMIN,
         "SJTI_LOGIN_MAX_FAILURES_PER_IP": "1000000",
         "SJTI_LOGIN_MAX_FAILURES": "1000000",
     }
+
+
+def _create_admin(workdir: Path, env: dict[str, str], password: str) -> None:
+    """``sjti users create root --admin``: the one way to make an admin."""
+    subprocess.run(  # noqa: S603 - fixed argv
+        [sys.executable, "-m", "sjti.cli", "users", "create", ADMIN, "--admin", "--password-stdin"],
+        input=password + "\n",
+        cwd=workdir,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _read_audit(dsn: str) -> tuple[list[dict[str, Any]], int | None]:
@@ -171,6 +184,7 @@ def run(
             retry_for=10.0 if config.quick else 20.0,
         )
         load = Load(api, plan)
+        _create_admin(workdir, env, load.admin_account.password)  # roles come from operators
         load.start()
         chaos = Chaos(rec, postgres, redis, nodes, config.schedule)
         chaos.start(0.0)

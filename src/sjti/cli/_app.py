@@ -16,7 +16,7 @@ from .._core.keys import SigningKey
 from .._core.keyset import KeySet
 from ..demo import run_demo
 from ..errors import SjtiError
-from . import _events_cmds, _kek_cmds, _keys_cmds, _revoke_cmds, _token_cmds
+from . import _events_cmds, _kek_cmds, _keys_cmds, _revoke_cmds, _token_cmds, _users_cmds
 
 app = typer.Typer(
     name="sjti",
@@ -31,6 +31,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(_token_cmds.app, name="token")
 app.command("revoke")(_revoke_cmds.revoke)
 app.add_typer(_events_cmds.app, name="events")
+app.add_typer(_users_cmds.app, name="users")
 keys_app.command("rotate")(_keys_cmds.keys_rotate)
 kek_app = typer.Typer(
     help="Key-encryption keys (SJTI_KEK) for user secrets at rest.", no_args_is_help=True
@@ -183,8 +184,9 @@ def serve(
     Settings come from the environment: SJTI_DATABASE_URL (sqlite:///sjti.db),
     SJTI_REDIS_URL, SJTI_KEK, SJTI_ENV (production needs SJTI_KEK), SJTI_KEY_FILE
     (sjti-keys.json), SJTI_ALG (EdDSA), SJTI_ISSUER, SJTI_AUDIENCE, SJTI_ACCESS_TTL,
-    SJTI_REFRESH_TTL, SJTI_SESSION_GRANULARITY (user|session), SJTI_ADMIN_USERNAMES,
-    SJTI_INTROSPECTION_CLIENT_ID/SECRET, SJTI_LOGIN_MAX_FAILURES, SJTI_LOGIN_WINDOW.
+    SJTI_REFRESH_TTL, SJTI_SESSION_GRANULARITY (user|session), SJTI_POLL_INTERVAL,
+    SJTI_CACHE_WITHOUT_BUS (bypass|poll), SJTI_INTROSPECTION_CLIENT_ID/SECRET,
+    SJTI_LOGIN_MAX_FAILURES, SJTI_LOGIN_WINDOW. Admins: `sjti users create NAME --admin`.
     """
     from pydantic import ValidationError
 

@@ -81,8 +81,8 @@ def verify_access_token(services: Services, token: str) -> tuple[Claims, User]:
     def key_from_the_user_row(user_id: str) -> UserKey:
         row = get_with_key(services.engine, user_id)
         key = None if row is None else user_key_from_row(row, services.material.kek_ring, LAYOUT)
-        if row is None or key is None:
-            raise RevokedTokenError()  # unknown user, or one that never had a key
+        if row is None or key is None or row["disabled_at"] is not None:
+            raise RevokedTokenError()  # unknown, disabled, or a user that never had a key
         loaded.append(user_from_row(row))
         return key
 

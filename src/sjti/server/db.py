@@ -31,7 +31,9 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
 )
+from sqlalchemy.schema import CreateColumn
 
 from ..stores._schema import UtcDateTime
 from ..stores.sql import AppUsersTable, CohortColumns, secret_columns, upgrade
@@ -60,6 +62,7 @@ users = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_login_at", UtcDateTime, nullable=True),
     *secret_columns(),  # token_secret (wrapped), token_version, token_rotated_at
+    Column("disabled_at", UtcDateTime, nullable=True),  # v2: set by `sjti users disable`
 )
 
 families = Table(
@@ -101,12 +104,24 @@ _LOCK_KEY: Final = 0x736A74695F737276  # "sjti_srv": not the stores' key
 
 
 def _v1(conn: Connection) -> None:
-    """Create the users, refresh-family and refresh-token tables."""
-    for table in (users, families, refresh_tokens):
+    """Create the users, refresh-family and refresh-token tables (as v1 shaped them)."""
+    v1_users = Table(
+        "sjti_users",
+        MetaData(),
+        *(c._copy() for c in users.columns if c.name != "disabled_at"),
+    )
+    v1_users.create(conn)
+    for table in (families, refresh_tokens):
         table.create(conn)
 
 
-MIGRATIONS: Final[Sequence[Callable[[Connection], None]]] = (_v1,)
+def _v2(conn: Connection) -> None:
+    """Users can be disabled (``sjti users disable``): ``disabled_at``."""
+    spec = CreateColumn(users.c.disabled_at._copy()).compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE sjti_users ADD COLUMN {spec}"))
+
+
+MIGRATIONS: Final[Sequence[Callable[[Connection], None]]] = (_v1, _v2)
 
 
 def migrate(engine: Engine) -> None:

@@ -24,7 +24,7 @@ from .ratelimit import FailureLimiter
 from .sessions import RefreshStore
 from .settings import Settings
 
-__all__ = ["Services"]
+__all__ = ["Database", "Services"]
 
 logger = logging.getLogger("sjti.server")
 
@@ -45,6 +45,33 @@ def _bus_for(settings: Settings, cache: KeyCache, store: SqlSecretStore) -> Bus 
     if settings.cache_without_bus == "poll":
         return LogPollBus(cache, **common)
     return None
+
+
+@dataclass(frozen=True, eq=False)
+class Database:
+    """The service's database as the service itself sees it: engine (migrated), the key
+    material from its key file or ``SJTI_KEK``, and its secret store. What the CLI opens
+    to operate the same service (``sjti users``, ``sjti revoke``...)."""
+
+    engine: Engine
+    material: KeyMaterial
+    store: SqlSecretStore
+
+    @classmethod
+    def open(cls, settings: Settings) -> Database:
+        material = load_key_material(settings)
+        engine = make_engine(settings.database_url)
+        migrate(engine)
+        # On PostgreSQL without Redis, the revocation's own transaction sends the NOTIFY.
+        notify = DEFAULT_PG_CHANNEL if settings.on_postgresql and not settings.redis_url else None
+        store = SqlSecretStore(
+            engine,
+            material.kek_ring,
+            LAYOUT,
+            cohort_columns=COHORT_COLUMNS,
+            notify_channel=notify,
+        )
+        return cls(engine, material, store)
 
 
 @dataclass(eq=False)
@@ -69,18 +96,8 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         """Read the key file, migrate the database, wire the cache and its bus."""
-        material = load_key_material(settings)
-        engine = make_engine(settings.database_url)
-        migrate(engine)
-        # On PostgreSQL without Redis, the revocation's own transaction sends the NOTIFY.
-        notify = DEFAULT_PG_CHANNEL if settings.on_postgresql and not settings.redis_url else None
-        store = SqlSecretStore(
-            engine,
-            material.kek_ring,
-            LAYOUT,
-            cohort_columns=COHORT_COLUMNS,
-            notify_channel=notify,
-        )
+        database = Database.open(settings)
+        engine, material, store = database.engine, database.material, database.store
         # Untrusted until a bus (or the log poll) proves it current: trust on evidence.
         cache = KeyCache(max_age=settings.cache_max_age)
         store.add_listener(cache.invalidate)  # this process refuses at once, bus or not

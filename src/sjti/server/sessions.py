@@ -53,6 +53,7 @@ __all__ = [
     "RefreshStore",
     "ReuseDetected",
     "Rotated",
+    "disable_users_too",
     "revoke_families_of",
     "revoke_family_too",
 ]
@@ -136,6 +137,23 @@ def revoke_families_of(counted: list[int]) -> Any:
     return plan
 
 
+def disable_users_too(counted: list[int]) -> Any:
+    """The ``also`` sub-plan of ``sjti users disable``: mark the users disabled and revoke
+    every live family, with the key rotation, in one transaction."""
+    revoke_families = revoke_families_of(counted)
+
+    def plan(user_ids: Sequence[Any]) -> Plan[None]:
+        yield from revoke_families(user_ids)
+        yield Fetch(
+            update(users)
+            .where(users.c.id.in_(list(user_ids)))
+            .values(disabled_at=utc_now())
+            .returning(users.c.id)
+        )
+
+    return plan
+
+
 def revoke_family_too(family_id: str) -> Any:
     """The ``also`` sub-plan for reuse detection: that family, with the key rotation."""
 
@@ -211,7 +229,7 @@ class RefreshStore:
         token, row = self._mint(user_id, family_id, now)
         with self._write() as conn:
             locked = self._lock_user(conn, user_id)
-            if locked is None:
+            if locked is None or locked["disabled_at"] is not None:
                 raise AccountChanged()
             key = self._key_of(locked)
             current = int(locked[LAYOUT.version_column] or 0)

@@ -61,7 +61,8 @@ class Settings(BaseSettings):
         description="'session': a device logout also ends that device's access tokens at once",
     )
     admin_usernames: str = Field(
-        default="", description="comma-separated usernames that get the admin role when registered"
+        default="",
+        description="removed: granting admin at open registration was a race; refused if set",
     )
     introspection_client_id: str | None = Field(
         default=None, description="HTTP Basic client for /introspect"
@@ -96,16 +97,22 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
+    def _no_admin_by_registration(self) -> Settings:
+        if self.admin_usernames.strip():
+            raise ConfigurationError(
+                "SJTI_ADMIN_USERNAMES is gone: it made whoever registered a listed name first "
+                "an admin. Create admins with `sjti users create NAME --admin` or "
+                "`sjti users set-role NAME admin`"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _production_needs_kek(self) -> Settings:
         if self.env == "production" and self.kek is None:
             raise ConfigurationError(
                 "SJTI_ENV=production needs SJTI_KEK (a KEK ring kept outside the database)"
             )
         return self
-
-    @property
-    def admins(self) -> frozenset[str]:
-        return frozenset(name.strip() for name in self.admin_usernames.split(",") if name.strip())
 
     @property
     def on_postgresql(self) -> bool:

@@ -6,28 +6,41 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Engine, RowMapping, select
+from sqlalchemy import Engine, RowMapping, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..stores._revocation import utc_now
 from .db import users
 
 __all__ = [
+    "ROLES",
     "Credentials",
     "DuplicateUserError",
     "User",
     "create_user",
+    "find_user",
     "get_by_id",
     "get_by_name",
     "get_with_key",
+    "list_users",
+    "normalise_username",
+    "set_role",
     "user_from_row",
 ]
 
 
+ROLES: Final = ("user", "admin")
+
+
 class DuplicateUserError(Exception):
     """The username is taken."""
+
+
+def normalise_username(name: str) -> str:
+    """How every username is stored and looked up: trimmed, lower-case."""
+    return name.strip().lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +53,7 @@ class User:
     tenant: str | None
     created_at: datetime
     last_login_at: datetime | None
+    disabled_at: datetime | None = None
 
     @property
     def roles(self) -> list[str]:
@@ -53,6 +67,7 @@ _PUBLIC = (
     users.c.tenant,
     users.c.created_at,
     users.c.last_login_at,
+    users.c.disabled_at,
 )
 
 
@@ -105,7 +120,7 @@ def get_by_name(engine: Engine, username: str) -> Credentials | None:
         ).one_or_none()
     if row is None:
         return None
-    return Credentials(User(*row[:6]), row.password_hash, int(row.token_version or 0))
+    return Credentials(User(*row[:7]), row.password_hash, int(row.token_version or 0))
 
 
 def get_with_key(engine: Engine, user_id: str) -> RowMapping | None:
@@ -116,6 +131,34 @@ def get_with_key(engine: Engine, user_id: str) -> RowMapping | None:
             .mappings()
             .one_or_none()
         )
+
+
+def find_user(engine: Engine, name_or_id: str) -> User | None:
+    """A user by username (normalised) or by id: what operators type."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(*_PUBLIC).where(
+                (users.c.username == normalise_username(name_or_id)) | (users.c.id == name_or_id)
+            )
+        ).first()
+    return None if row is None else User(*row)
+
+
+def list_users(engine: Engine, *, limit: int = 100, offset: int = 0) -> list[User]:
+    """Users, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(*_PUBLIC).order_by(users.c.created_at, users.c.id).limit(limit).offset(offset)
+        ).all()
+    return [User(*row) for row in rows]
+
+
+def set_role(engine: Engine, user_id: str, role: str) -> None:
+    """Give a user a role (``user`` or ``admin``); only operators do this, never a request."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    with engine.begin() as conn:
+        conn.execute(update(users).where(users.c.id == user_id).values(role=role))
 
 
 def get_by_id(engine: Engine, user_id: str) -> User | None:

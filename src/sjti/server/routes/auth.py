@@ -38,14 +38,14 @@ def user_out(user: User) -> UserOut:
 
 @router.post("/users", status_code=201, response_model=UserOut, responses={409: {}})
 def register(body: NewUser, services: ServicesDep) -> UserOut:
-    """Create a user (argon2id password hash). 409 if the username is taken."""
-    role = "admin" if body.username in services.settings.admins else "user"
+    """Create a user (argon2id password hash) with the ``user`` role; 409 if the username is
+    taken. No role is ever granted here: admins come from ``sjti users``."""
     try:
         user = create_user(
             services.engine,
             body.username,
             services.passwords.hash(body.password),
-            role=role,
+            role="user",
             tenant=None,
         )
     except DuplicateUserError:
@@ -102,7 +102,7 @@ def _password_grant(
     found = get_by_name(services.engine, name)  # the key version as the request starts
     # Unknown users cost one argon2 verification too: the timing says nothing.
     ok = services.passwords.verify(found.password_hash if found else None, password[:1024])
-    if found is None or not ok:
+    if found is None or not ok or found.user.disabled_at is not None:
         services.ip_limiter.failed(ip)
         services.user_limiter.failed(name)
         services.metrics.logins.labels("password", "failed").inc()
