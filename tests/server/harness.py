@@ -25,7 +25,9 @@ def free_port() -> int:
 class Server:
     """One ``sjti serve`` process; ``url`` once /healthz answered."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], *, workers: int = 1) -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str], *, workers: int = 1, wait_ready: bool = True
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"server-{self.port}.log"
@@ -35,6 +37,7 @@ class Server:
             "SJTI_ISSUER": "https://auth.test",
             "SJTI_AUDIENCE": "api.test",
             "SJTI_LOGIN_MAX_FAILURES_PER_IP": "100000",
+            "SJTI_REGISTRATIONS_PER_IP": "100000",
             **env,
         }
         self.env = full_env
@@ -47,15 +50,17 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
-        self._wait()
+        self._wait(ready=wait_ready)
 
-    def _wait(self, seconds: float = 30) -> None:
+    def _wait(self, seconds: float = 30, *, ready: bool = True) -> None:
+        """Until /readyz answers 200 (``ready=False``: until /healthz does)."""
+        probe = "/readyz" if ready else "/healthz"
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{probe}", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -102,6 +102,7 @@ def services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service
         key_file=str(tmp_path / "keys.json"),
         login_max_failures=10_000,
         login_max_failures_per_ip=10_000,
+        registrations_per_ip=10_000,
     )
     built = Services.build(settings)
     assert built.wait_ready(10)
@@ -111,15 +112,20 @@ def services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service
 
 def register_and_login(services: Services, name: str) -> tuple[str, dict[str, Any]]:
     """A user and a fresh session (password grant), through the real route functions."""
-    auth.register(NewUser(username=name, password=PASSWORD), services)
+    auth.register(NewUser(username=name, password=PASSWORD), services, client_request())
     tokens = password_grant(services, name)
     _, user = verify_access_token(services, tokens["access_token"])
     return user.id, tokens
 
 
+def client_request(host: str | None = None) -> Any:
+    """What the routes read of a request: the client address and the headers."""
+    client = None if host is None else type("C", (), {"host": host})()
+    return type("R", (), {"client": client, "headers": {}})()
+
+
 def password_grant(services: Services, name: str) -> dict[str, Any]:
-    request: Any = type("R", (), {"client": None, "headers": {}})()
-    out = auth._password_grant(services, request, Response(), name, PASSWORD)
+    out = auth._password_grant(services, client_request(), Response(), name, PASSWORD)
     return out.model_dump()
 
 

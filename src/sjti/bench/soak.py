@@ -77,6 +77,7 @@ def _server_env(postgres: PrivatePostgres, redis: PrivateRedis) -> dict[str, str
         "SJTI_ENV": "production",
         "SJTI_LOGIN_MAX_FAILURES_PER_IP": "1000000",
         "SJTI_LOGIN_MAX_FAILURES": "1000000",
+        "SJTI_REGISTRATIONS_PER_IP": "1000000",
     }
 
 

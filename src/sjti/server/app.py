@@ -19,6 +19,7 @@ from .. import __version__
 from ..errors import BackendError, ConfigurationError, SecretError, TokenError
 from ..stores.base import UnknownUserError
 from .auth import bearer_challenge
+from .limits import BodyLimit
 from .routes import admin, auth, me, oauth, ops, wellknown
 from .services import Services
 from .settings import Settings
@@ -93,7 +94,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def secret_error(request: Request, exc: Exception) -> JSONResponse:
         # The KEK ring cannot open a stored key (KEK dropped or changed): an operator's
         # problem, never the client's, never a 500. Fails closed: nothing is accepted.
-        logger.error("a stored user key does not open under the configured KEK ring")
+        # (The request path logged which KEK id; /readyz now says so too.)
         return JSONResponse(
             {"error": "temporarily_unavailable"}, status_code=503, headers={"Retry-After": "1"}
         )
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (auth, me, admin, oauth, wellknown, ops):
         app.include_router(module.router)
     _install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 
 

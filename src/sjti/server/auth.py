@@ -14,7 +14,7 @@ from fastapi import Depends, HTTPException, Request
 
 from .._core.binding import UserKey
 from .._core.claims import Claims
-from ..errors import RevokedTokenError, TokenError
+from ..errors import RevokedTokenError, TokenError, UnwrapError
 from ..stores.layouts import user_key_from_row
 from .db import LAYOUT
 from .services import Services
@@ -80,7 +80,14 @@ def verify_access_token(services: Services, token: str) -> tuple[Claims, User]:
 
     def key_from_the_user_row(user_id: str) -> UserKey:
         row = get_with_key(services.engine, user_id)
-        key = None if row is None else user_key_from_row(row, services.material.kek_ring, LAYOUT)
+        try:
+            key = (
+                None if row is None else user_key_from_row(row, services.material.kek_ring, LAYOUT)
+            )
+        except UnwrapError:
+            if row is not None:  # only a present row can fail to open
+                services.note_unwrap_failure(row["token_secret"])
+            raise
         if row is None or key is None or row["disabled_at"] is not None:
             raise RevokedTokenError()  # unknown, disabled, or a user that never had a key
         loaded.append(user_from_row(row))

@@ -6,17 +6,20 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 
 from .._core.claims import ClaimsPolicy
+from .._core.wrapping import KekRing, WrappedSecret
 from ..cache import DEFAULT_PG_CHANNEL, CachedKeys, KeyCache
 from ..cache.pg_bus import PgNotifyBus
 from ..cache.poll_bus import LogPollBus
 from ..cache.redis_bus import RedisBus
+from ..errors import SjtiError, UnwrapError
+from ..stores._revocation import open_secret
 from ..stores.base import RevocationResult
 from ..stores.sql import SqlSecretStore
 from ..tokens import BoundaryVerifier, Issuer, UserVerifier
-from .db import COHORT_COLUMNS, LAYOUT, make_engine, migrate
+from .db import COHORT_COLUMNS, LAYOUT, make_engine, migrate, users
 from .keyfile import KeyMaterial, load_key_material
 from .metrics import Metrics
 from .passwords import Passwords
@@ -24,7 +27,7 @@ from .ratelimit import FailureLimiter
 from .sessions import RefreshStore
 from .settings import Settings
 
-__all__ = ["Database", "Services"]
+__all__ = ["Database", "Services", "describe_unwrap_failure", "kek_self_check"]
 
 logger = logging.getLogger("sjti.server")
 
@@ -44,6 +47,38 @@ def _bus_for(settings: Settings, cache: KeyCache, store: SqlSecretStore) -> Bus 
         return PgNotifyBus(cache, settings.database_url, channel=DEFAULT_PG_CHANNEL, **common)
     if settings.cache_without_bus == "poll":
         return LogPollBus(cache, **common)
+    return None
+
+
+def describe_unwrap_failure(wrapped_text: str, ring: KekRing) -> str:
+    """An operator's message: which KEK the stored key names, which the ring holds. Ids
+    only, never key material."""
+    try:
+        kek_id = WrappedSecret.from_str(wrapped_text).kek_id
+    except (SjtiError, ValueError):
+        kek_id = "?"
+    held = ", ".join(k.kid for k in ring.keks)
+    return (
+        f"a stored user key wrapped under KEK {kek_id!r} does not open with the configured "
+        f"KEK ring ({held}): restore that KEK in SJTI_KEK (or the key file)"
+    )
+
+
+def kek_self_check(engine: Engine, ring: KekRing) -> str | None:
+    """At start: does the ring open the most recently rotated stored key? The problem, if not."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(users.c.id, users.c.token_secret)
+            .where(users.c.token_secret.is_not(None))
+            .order_by(users.c.token_rotated_at.desc())
+            .limit(1)
+        ).first()
+    if row is None:
+        return None
+    try:
+        open_secret(ring, str(row.id), row.token_secret)
+    except UnwrapError:
+        return describe_unwrap_failure(row.token_secret, ring)
     return None
 
 
@@ -90,7 +125,10 @@ class Services:
     metrics: Metrics
     user_limiter: FailureLimiter
     ip_limiter: FailureLimiter
+    register_limiter: FailureLimiter
     bus: Bus | None = None
+    # Why this node cannot serve (a KEK that does not open stored keys): /readyz says it.
+    problem: str | None = None
     _closed: bool = field(default=False, repr=False)
 
     @classmethod
@@ -98,6 +136,9 @@ class Services:
         """Read the key file, migrate the database, wire the cache and its bus."""
         database = Database.open(settings)
         engine, material, store = database.engine, database.material, database.store
+        problem = kek_self_check(engine, material.kek_ring)
+        if problem is not None:
+            logger.error("%s", problem)
         # Untrusted until a bus (or the log poll) proves it current: trust on evidence.
         cache = KeyCache(max_age=settings.cache_max_age)
         store.add_listener(cache.invalidate)  # this process refuses at once, bus or not
@@ -133,8 +174,17 @@ class Services:
             metrics=Metrics(keys.stats, bus),
             user_limiter=FailureLimiter(settings.login_max_failures, settings.login_window),
             ip_limiter=FailureLimiter(settings.login_max_failures_per_ip, settings.login_window),
+            register_limiter=FailureLimiter(settings.registrations_per_ip, settings.login_window),
             bus=bus,
+            problem=problem,
         )
+
+    def note_unwrap_failure(self, wrapped_text: str) -> None:
+        """A request met a stored key the ring cannot open: log which KEK, mark unready."""
+        problem = describe_unwrap_failure(wrapped_text, self.material.kek_ring)
+        if problem != self.problem:
+            logger.error("%s", problem)
+        self.problem = problem
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
         """Wait for the bus (if any) to subscribe; True when ready."""

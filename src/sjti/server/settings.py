@@ -13,7 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import ConfigurationError
 
-__all__ = ["Settings"]
+__all__ = ["MIN_CLIENT_SECRET", "Settings"]
+
+MIN_CLIENT_SECRET = 16
 
 
 class Settings(BaseSettings):
@@ -67,9 +69,17 @@ class Settings(BaseSettings):
     introspection_client_id: str | None = Field(
         default=None, description="HTTP Basic client for /introspect"
     )
-    introspection_client_secret: SecretStr | None = Field(default=None, description="its secret")
+    introspection_client_secret: SecretStr | None = Field(
+        default=None, description="its secret (at least 16 characters)"
+    )
     login_max_failures: int = Field(
-        default=5, ge=1, description="failed logins per username per window"
+        default=5, ge=1, description="failed logins per username and client IP per window"
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="largest request body accepted (else 413)"
+    )
+    registrations_per_ip: int = Field(
+        default=20, ge=1, description="POST /users attempts per client IP per window"
     )
     login_max_failures_per_ip: int = Field(
         default=50, ge=1, description="failed logins per IP per window"
@@ -104,6 +114,20 @@ class Settings(BaseSettings):
                 "an admin. Create admins with `sjti users create NAME --admin` or "
                 "`sjti users set-role NAME admin`"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _introspection_client_is_real(self) -> Settings:
+        secret = self.introspection_client_secret
+        if secret is None:
+            return self
+        if len(secret.get_secret_value()) < MIN_CLIENT_SECRET:
+            raise ConfigurationError(
+                f"SJTI_INTROSPECTION_CLIENT_SECRET must have at least {MIN_CLIENT_SECRET} "
+                "characters (an empty one would open /introspect to anyone)"
+            )
+        if not (self.introspection_client_id or "").strip():
+            raise ConfigurationError("SJTI_INTROSPECTION_CLIENT_SECRET needs a CLIENT_ID")
         return self
 
     @model_validator(mode="after")

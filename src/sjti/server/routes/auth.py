@@ -36,10 +36,21 @@ def user_out(user: User) -> UserOut:
     )
 
 
-@router.post("/users", status_code=201, response_model=UserOut, responses={409: {}})
-def register(body: NewUser, services: ServicesDep) -> UserOut:
+@router.post("/users", status_code=201, response_model=UserOut, responses={409: {}, 429: {}})
+def register(body: NewUser, services: ServicesDep, request: Request) -> UserOut:
     """Create a user (argon2id password hash) with the ``user`` role; 409 if the username is
-    taken. No role is ever granted here: admins come from ``sjti users``."""
+    taken. No role is ever granted here: admins come from ``sjti users``. Attempts are
+    throttled per client (``SJTI_REGISTRATIONS_PER_IP`` a window): the 409/201 difference
+    must not become a free username oracle."""
+    ip = request.client.host if request.client is not None else "unknown"
+    wait = services.register_limiter.retry_after(ip)
+    if wait:
+        raise HTTPException(
+            429,
+            {"error": "too_many_attempts", "error_description": "too many registrations"},
+            {"Retry-After": str(wait)},
+        )
+    services.register_limiter.failed(ip)  # every attempt counts, taken or not
     try:
         user = create_user(
             services.engine,
@@ -53,6 +64,11 @@ def register(body: NewUser, services: ServicesDep) -> UserOut:
             409, {"error": "conflict", "error_description": "username taken"}
         ) from None
     return user_out(user)
+
+
+def _has_control(value: str | None) -> bool:
+    """NUL and other control characters: never part of a name, password or token."""
+    return value is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
 
 
 def _grant_error(status: int, error: str, description: str) -> HTTPException:
@@ -91,7 +107,10 @@ def _password_grant(
 ) -> TokenOut:
     ip = request.client.host if request.client is not None else "unknown"
     name = username.strip().lower()[:64]
-    wait = max(services.ip_limiter.retry_after(ip), services.user_limiter.retry_after(name))
+    # Failures count per account *and* client: a stranger's guesses lock out only the
+    # stranger, never the owner (the per-IP limit bounds a stranger across accounts).
+    account = f"{name}\0{ip}"
+    wait = max(services.ip_limiter.retry_after(ip), services.user_limiter.retry_after(account))
     if wait:
         services.metrics.logins.labels("password", "throttled").inc()
         raise HTTPException(
@@ -104,10 +123,10 @@ def _password_grant(
     ok = services.passwords.verify(found.password_hash if found else None, password[:1024])
     if found is None or not ok or found.user.disabled_at is not None:
         services.ip_limiter.failed(ip)
-        services.user_limiter.failed(name)
+        services.user_limiter.failed(account)
         services.metrics.logins.labels("password", "failed").inc()
         raise _grant_error(401, "invalid_grant", "invalid username or password")
-    services.user_limiter.succeeded(name)
+    services.user_limiter.succeeded(account)
     user_id = found.user.id
     try:
         minted = _with_secret(
@@ -174,6 +193,8 @@ def token(
     scope: Annotated[str | None, Form(max_length=512)] = None,
 ) -> TokenOut:
     """OAuth2 token endpoint: ``password`` grant (login) or ``refresh_token`` (rotation)."""
+    if any(_has_control(v) for v in (grant_type, username, password, refresh_token, scope)):
+        raise _grant_error(400, "invalid_request", "control characters are not allowed")
     if grant_type == "password":
         if username is None or password is None:
             raise _grant_error(400, "invalid_request", "username and password are required")

@@ -20,7 +20,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {}})
 def readyz(services: ServicesDep, response: Response) -> dict[str, Any]:
-    """Ready: the database answers. The node is then correct whatever the bus does.
+    """Ready: the database answers and the KEK ring opens the stored keys (``problem``
+    says why not). The node is then correct whatever the bus does.
 
     ``cache``: ``trusted`` (a bus or the log poll proves it current) or ``bypassed``
     (every user key is read from the database: correct, slower). A lost bus makes the
@@ -32,12 +33,13 @@ def readyz(services: ServicesDep, response: Response) -> dict[str, Any]:
     database = services.database_ok()
     stats = services.keys.stats()
     bus = services.bus
-    ready = database
+    ready = database and services.problem is None
     if not ready:
         response.status_code = 503
     return {
         "ready": ready,
         "database": database,
+        "problem": services.problem if database else "database unavailable",
         "bus": stats.bus_state,
         "degraded": bus is not None and stats.bus_state != "connected",
         "bus_kind": None if bus is None else bus.name.partition(":")[0],
