@@ -409,6 +409,11 @@ def test_prune_between_the_bounds_and_the_rows_hides_the_gap(
 # -- R5: the password grant's version check is skipped for a first login ----------------------
 
 
+def _no_client() -> Any:
+    """A request as the routes read it: no client address, no headers."""
+    return type("R", (), {"client": None, "headers": {}})()
+
+
 class Pause:
     """Stops one thread before its ``n``-th SQL statement until released."""
 
@@ -460,7 +465,7 @@ def test_first_login_racing_a_logout_mints_a_token_that_outlives_it(tmp_path: Pa
     yields tokens accepted after it returned (the invariant sessions.py states)."""
     services = _services(tmp_path)
     try:
-        auth.register(NewUser(username="carol", password=PASSWORD), services)
+        auth.register(NewUser(username="carol", password=PASSWORD), services, _no_client())
         pause = Pause(services.engine, 2)  # after get_by_name, before the grant's transaction
         outcome: dict[str, Any] = {}
 
@@ -506,7 +511,7 @@ def test_logout_answers_promptly_while_redis_hangs(tmp_path: Path, own_redis: Re
     assert proc is not None
     try:
         assert services.wait_ready(10)
-        auth.register(NewUser(username="dave", password=PASSWORD), services)
+        auth.register(NewUser(username="dave", password=PASSWORD), services, _no_client())
         tokens = _password_grant(services, "dave")
         claims, user = verify_access_token(services, tokens["access_token"])
         os.kill(proc.pid, signal.SIGSTOP)
@@ -541,7 +546,7 @@ def test_rfc7009_with_a_wrong_hint_still_revokes_the_refresh_token(tmp_path: Pat
     ended, and the refresh token keeps working."""
     services = _services(tmp_path)
     try:
-        auth.register(NewUser(username="erin", password=PASSWORD), services)
+        auth.register(NewUser(username="erin", password=PASSWORD), services, _no_client())
         tokens = _password_grant(services, "erin")
         assert oauth.revoke(services, tokens["refresh_token"], "access_token") == {}
         with pytest.raises(HTTPException) as refused:

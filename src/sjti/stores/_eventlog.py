@@ -193,13 +193,37 @@ def _write_job(ctx: st.Context, plan: Plan[T]) -> Job[T]:
 
 
 def events_after(ctx: st.Context, after: int, limit: int = PAGE) -> Job[EventPage]:
-    """Job: up to ``limit`` events with ``id > after``, and the log's bounds."""
+    """Job: up to ``limit`` events with ``id > after``, and the log's bounds.
+
+    One statement (one round trip, one snapshot) when there are events: this is what every
+    node runs on every hint. The bounds alone when there are none.
+    """
 
     def plan() -> Plan[EventPage]:
-        bounds = (yield Fetch(_bounds(ctx)))[0]
-        rows = yield Fetch(_after(ctx, after, limit))
-        oldest = None if bounds["oldest"] is None else int(bounds["oldest"])
-        return EventPage(tuple(_event(r) for r in rows), oldest, int(bounds["latest"] or 0))
+        e = ctx.events.c
+        rows = yield Fetch(
+            select(
+                e.id,
+                e.kind,
+                e.users,
+                e.at,
+                select(func.min(e.id)).scalar_subquery().label("oldest"),
+                select(func.max(e.id)).scalar_subquery().label("latest"),
+            )
+            .where(e.id > after)
+            .order_by(e.id)
+            .limit(limit)
+        )
+        if rows:
+            oldest, latest = rows[0]["oldest"], rows[0]["latest"]
+        else:
+            bounds = (yield Fetch(_bounds(ctx)))[0]
+            oldest, latest = bounds["oldest"], bounds["latest"]
+        return EventPage(
+            tuple(_event(r) for r in rows),
+            None if oldest is None else int(oldest),
+            int(latest or 0),
+        )
 
     return _read_job(plan())
 
