@@ -64,8 +64,8 @@ def _stats(node: Node) -> dict[str, object]:
     return stats
 
 
-def test_revocation_reaches_every_node_fast(postgres_url: str, redis_url: str) -> None:
-    """200 revocations on node 0: nodes 1 and 2 refuse the old token, p99 well under 50 ms."""
+def test_revocation_reaches_every_node(postgres_url: str, redis_url: str) -> None:
+    """200 revocations on node 0: nodes 1 and 2 refuse the old token, every time."""
     with cluster(postgres_url, redis_url) as nodes:
         result = measure_propagation(nodes, revocations=200)
         hits = [_stats(node)["hits"] for node in nodes[1:]]

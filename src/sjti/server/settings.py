@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         default="EdDSA", description="access-token algorithm: EdDSA, ES256, RS256, HS256..."
     )
     issuer: str = Field(default="http://127.0.0.1:8000", description="the iss claim")
+    public_base_url: str | None = Field(
+        default=None,
+        description="absolute URL clients reach the service at (behind a proxy); "
+        "default: the issuer",
+    )
     audience: str = Field(default="sjti", description="the aud claim")
     access_ttl: int = Field(
         default=900, gt=0, le=86_400, description="access-token lifetime, seconds"
