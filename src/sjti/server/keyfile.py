@@ -29,6 +29,9 @@ __all__ = ["KeyMaterial", "load_key_material"]
 
 logger = logging.getLogger("sjti.server")
 _VERSION = 1
+# RFC 9864: two names for one signature (Ed25519 keys, PureEdDSA). Switching SJTI_ALG
+# between them keeps the key, its kid and every session; only the name changes.
+_ED25519_NAMES = frozenset({"EdDSA", "Ed25519"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,20 @@ def _read(path: Path) -> dict[str, Any]:
     return document
 
 
+def _renamed(key: SigningKey, jwk: dict[str, Any], alg: str, path: Path) -> SigningKey:
+    """The active Ed25519 key under the other RFC 9864 name (in memory; the file stays)."""
+    logger.warning(
+        "key file %s holds the active key as %s; signing as %s (SJTI_ALG) with the same "
+        "key and kid. Access tokens that carry %s are refused (clients refresh; refresh "
+        "tokens stay valid)",
+        path,
+        key.alg,
+        alg,
+        key.alg,
+    )
+    return SigningKey.from_jwk({**jwk, "alg": alg})
+
+
 def load_key_material(settings: Settings) -> KeyMaterial:
     """Read the key file (creating it on first start) and pick the KEK ring."""
     path = Path(settings.key_file)
@@ -92,6 +109,8 @@ def load_key_material(settings: Settings) -> KeyMaterial:
         refresh = SessionKey(base64.urlsafe_b64decode(document["refresh_key"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigurationError(f"key file {path} is damaged") from exc
+    if signing[0].alg != settings.alg and {signing[0].alg, settings.alg} <= _ED25519_NAMES:
+        signing[0] = _renamed(signing[0], document["signing_keys"][0], settings.alg, path)
     if signing[0].alg != settings.alg:
         raise ConfigurationError(
             f"key file {path} holds a {signing[0].alg} key but SJTI_ALG is {settings.alg}: "
