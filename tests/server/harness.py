@@ -52,7 +52,7 @@ class Server:
             )  # fmt: skip
         self._wait(ready=wait_ready)
 
-    def _wait(self, seconds: float = 30, *, ready: bool = True) -> None:
+    def _wait(self, seconds: float = 60, *, ready: bool = True) -> None:
         """Until /readyz answers 200 (``ready=False``: until /healthz does)."""
         probe = "/readyz" if ready else "/healthz"
         deadline = time.monotonic() + seconds

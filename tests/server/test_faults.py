@@ -91,7 +91,8 @@ def test_a_kek_that_does_not_open_stored_keys_is_503_and_named(tmp_path: Path) -
             assert f"KEK {dev_kek!r} does not open" in ready.json()["problem"]
             me = client.get("/me", headers=bearer(tokens))
             assert me.status_code == 503
-            assert me.json() == {"error": "temporarily_unavailable"}
+            assert me.headers["content-type"] == "application/problem+json"
+            assert me.json()["code"] == "temporarily_unavailable"
             form = {"grant_type": "password", "username": "kek-alice", "password": PASSWORD}
             assert client.post("/token", data=form).status_code == 503
     finally:

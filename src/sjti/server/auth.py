@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .._core.binding import UserKey
 from .._core.claims import Claims
@@ -45,7 +46,11 @@ def bearer_challenge(error: str | None = None, description: str | None = None) -
 def _unauthorized(error: str | None, description: str | None, message: str) -> HTTPException:
     return HTTPException(
         status_code=401,
-        detail={"error": error or "unauthorized", "error_description": description or message},
+        detail={
+            "error": error or "unauthorized",
+            "code": description or error or "missing_token",  # the core's code if any
+            "error_description": message,
+        },
         headers={"WWW-Authenticate": bearer_challenge(error, description)},
     )
 
@@ -120,10 +125,16 @@ def _bearer_token(request: Request) -> str:
     return token.strip()
 
 
+_bearer = HTTPBearer(auto_error=False, scheme_name="bearer")
+
+
 def current_principal(
-    request: Request, services: Annotated[Services, Depends(get_services)]
+    request: Request,
+    services: Annotated[Services, Depends(get_services)],
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
 ) -> Principal:
-    """The dependency behind every bearer-protected route."""
+    """The dependency behind every bearer-protected route. (``_declared`` only puts the
+    bearer scheme in the OpenAPI document; the header is parsed here, strictly.)"""
     token = _bearer_token(request)
     try:
         claims, user = verify_access_token(services, token)

@@ -11,9 +11,15 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .errors import OAUTH_PATHS
+
 __all__ = ["BodyLimit"]
 
-_TOO_LARGE = b'{"error":"invalid_request","error_description":"request body too large"}'
+_OAUTH_TOO_LARGE = b'{"error":"invalid_request","error_description":"request body too large"}'
+_PROBLEM_TOO_LARGE = (
+    b'{"type":"about:blank","title":"Content Too Large","status":413,"code":"too_large",'
+    b'"detail":"request body too large"}'
+)
 
 
 class BodyLimit:
@@ -30,7 +36,7 @@ class BodyLimit:
         declared = _content_length(scope)
         if declared is not None:
             if declared > self.max_bytes:
-                await _refuse(send)
+                await _refuse(scope, send)
                 return
             await self.app(scope, receive, send)  # the server holds it to its length
             return
@@ -46,7 +52,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > self.max_bytes:
-                await _refuse(send)
+                await _refuse(scope, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -81,16 +87,20 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(send: Send) -> None:
+async def _refuse(scope: Scope, send: Send) -> None:
+    """413 in the shape of the endpoint's family (see :mod:`sjti.server.errors`)."""
+    oauth = scope.get("path") in OAUTH_PATHS
+    body = _OAUTH_TOO_LARGE if oauth else _PROBLEM_TOO_LARGE
+    kind = b"application/json" if oauth else b"application/problem+json"
     await send(
         {
             "type": "http.response.start",
             "status": 413,
             "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(_TOO_LARGE)).encode()),
+                (b"content-type", kind),
+                (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ],
         }
     )
-    await send({"type": "http.response.body", "body": _TOO_LARGE})
+    await send({"type": "http.response.body", "body": body})

@@ -10,10 +10,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from .passwords import MAX_PASSWORD, password_problem
 
 __all__ = [
+    "PROBLEM_RESPONSES",
     "AuditOut",
     "CohortIn",
     "DeviceLogoutOut",
     "NewUser",
+    "OAuthErrorOut",
+    "ProblemOut",
     "RevocationIn",
     "RevocationOut",
     "SessionOut",
@@ -142,3 +145,40 @@ class AuditOut(BaseModel):
 
 
 IntrospectionOut = dict[str, Any]
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 ``application/problem+json``: every error outside the OAuth endpoints."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    code: str = Field(description="stable: the core's code (revoked, expired…) or a fixed word")
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="422 only: where and why (never the input)"
+    )
+
+
+class OAuthErrorOut(BaseModel):
+    """RFC 6749 §5.2: errors of /token, /revoke and /introspect."""
+
+    error: str
+    error_description: str | None = None
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "model": ProblemOut,
+        "description": description,
+        "content": {"application/problem+json": {}},
+    }
+
+
+# What any route outside the OAuth endpoints may answer besides its success.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: _problem("request body too large"),
+    422: _problem("the request does not match the schema"),
+    500: _problem("unexpected error"),
+    503: _problem("database unavailable, or stored keys do not open (fails closed)"),
+}
