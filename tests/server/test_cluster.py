@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -160,3 +161,29 @@ def test_two_processes_on_one_sqlite_file_without_a_bus(tmp_path: Path) -> None:
     finally:
         a.stop()
         b.stop()
+
+
+def test_the_cli_operates_the_service_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """The same commands against PostgreSQL (NOTIFY bus, SJTI_KEK): an admin made on the
+    command line, a user revoked by name, refused by the running node at once."""
+    env = {
+        "SJTI_DATABASE_URL": postgres_url,
+        "SJTI_KEK": KekRing([Kek.generate("k1")]).to_config(),
+        "SJTI_ENV": "production",
+    }
+    server = Server(tmp_path, env)
+    try:
+        server.make_admin("pg-cli-root")
+        with server.client() as client:
+            admin = login(client, "pg-cli-root")
+            assert client.get("/admin/revocations", headers=bearer(admin)).status_code == 200
+            register(client, "pg-cli-frank")
+            frank = login(client, "pg-cli-frank")
+            done = server.cli("revoke", "--user", "pg-cli-frank", "--database-url", postgres_url)
+            assert done.returncode == 0, done.stderr
+            assert client.get("/me", headers=bearer(frank)).status_code == 401
+            assert refresh(client, frank["refresh_token"]).status_code == 400
+            shown = server.cli("users", "show", "pg-cli-frank", "--json")
+            assert json.loads(shown.stdout)["username"] == "pg-cli-frank"
+    finally:
+        server.stop()

@@ -290,3 +290,25 @@ def test_registration_never_grants_a_role(server: Server) -> None:
         tokens = login(client, "admin")
         assert client.get("/me", headers=bearer(tokens)).json()["roles"] == ["user"]
         assert client.get("/admin/revocations", headers=bearer(tokens)).status_code == 403
+
+
+def test_cli_revoke_and_events_operate_the_services_database(server: Server) -> None:
+    """`sjti revoke` on the service's own database, by username, with cohort flags: keys
+    and refresh sessions end together; `sjti events` reads the same log."""
+    with server.client() as client:
+        register(client, "cli-erin")
+        erin = login(client, "cli-erin")
+        url = ("--database-url", "sqlite:///sjti.db")
+        preview = server.cli("revoke", "--role", "user", "--dry-run", "--json", *url)
+        assert preview.returncode == 0, preview.stderr
+        assert json.loads(preview.stdout)["count"] >= 1
+        done = server.cli("revoke", "--user", "cli-erin", "--reason", "cli e2e", "--json", *url)
+        assert done.returncode == 0, done.stderr
+        event = json.loads(done.stdout)["event_ids"][0]
+        assert client.get("/me", headers=bearer(erin)).status_code == 401
+        assert refresh(client, erin["refresh_token"]).status_code == 400
+        nodes = server.cli("events", "nodes", "--json", *url)
+        assert nodes.returncode == 0, nodes.stderr
+        assert json.loads(nodes.stdout)["latest_event"] >= event
+        unknown = server.cli("revoke", "--user", "nobody-at-all", *url)
+        assert (unknown.returncode, "unknown user 'nobody-at-all'" in unknown.stderr) == (1, True)

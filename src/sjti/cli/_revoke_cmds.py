@@ -14,12 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .._core.wrapping import KekRing
+from ..cache._bus import DEFAULT_PG_CHANNEL
 from ..errors import BackendError
 from ..stores.base import (
     Acknowledgement,
@@ -56,6 +57,8 @@ DatabaseUrl = Annotated[
 ]
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only when a command needs the database
+    from sqlalchemy import Engine
+
     from ..stores.sql import SqlSecretStore
 
 
@@ -72,13 +75,19 @@ def read_kek_ring() -> KekRing:
 
 @contextmanager
 def open_store(database_url: str, kek_ring: KekRing | None = None) -> Iterator[SqlSecretStore]:
-    """A store on ``database_url`` whose schema is in place; the engine is closed after."""
-    from sqlalchemy import create_engine, make_url
+    """A store on ``database_url`` whose schema is in place; the engine is closed after.
+
+    The reference service's database (it has ``sjti_users``) is opened the way the service
+    opens it: its layout (keys in the users table), its cohort columns, and its KEK ring
+    from its settings (``SJTI_KEK``, else the development KEK in its key file), checked
+    against a stored key first. Any other database holds sjti's own secrets table and
+    needs ``SJTI_KEK`` (or ``kek_ring``).
+    """
+    from sqlalchemy import create_engine, inspect, make_url
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     from ..stores.sql import SqlSecretStore, schema_versions
 
-    ring = kek_ring if kek_ring is not None else read_kek_ring()
     try:
         url = make_url(database_url)
         engine = create_engine(url)
@@ -91,13 +100,77 @@ def open_store(database_url: str, kek_ring: KekRing | None = None) -> Iterator[S
     try:
         try:
             versions = schema_versions(engine)
+            service = inspect(engine).has_table("sjti_users")
         except SQLAlchemyError as exc:
             raise CliError(f"database unavailable: {type(exc).__name__}") from None
+        if service:
+            yield _service_store(engine, database_url, kek_ring)
+            return
         if not any(scope.startswith("secrets:") for scope in versions):
             raise CliError("the database has no sjti tables: run 'sjti db upgrade' first")
-        yield SqlSecretStore(engine, ring)
+        yield SqlSecretStore(engine, kek_ring if kek_ring is not None else read_kek_ring())
     finally:
         engine.dispose()
+
+
+def _service_store(engine: Engine, database_url: str, kek_ring: KekRing | None) -> SqlSecretStore:
+    """The service's store, with the service's settings and a checked KEK ring."""
+    from pydantic import ValidationError
+
+    from ..server.db import COHORT_COLUMNS, LAYOUT
+    from ..server.keyfile import load_key_material
+    from ..server.services import kek_self_check
+    from ..server.settings import Settings
+    from ..stores.sql import SqlSecretStore
+
+    try:
+        settings = Settings(database_url=database_url)
+    except ValidationError as exc:
+        raise CliError(f"settings: {exc.errors()[0]['msg']}") from None
+    if kek_ring is None:
+        if settings.kek is None and not Path(settings.key_file).exists():
+            raise CliError(
+                f"this is the service's database, but its key file {settings.key_file} is not "
+                "here: run in the service's directory, or set SJTI_KEY_FILE or SJTI_KEK"
+            )
+        kek_ring = load_key_material(settings).kek_ring
+        problem = kek_self_check(engine, kek_ring)
+        if problem is not None:
+            raise CliError(problem)
+    notify = DEFAULT_PG_CHANNEL if engine.dialect.name == "postgresql" else None
+    return SqlSecretStore(
+        engine, kek_ring, LAYOUT, cohort_columns=COHORT_COLUMNS, notify_channel=notify
+    )
+
+
+def _also(store: SqlSecretStore) -> Any:
+    """On the service's database a revocation also ends the users' refresh sessions, in
+    the same transaction (as the service's own logout does)."""
+    if not is_service_store(store):
+        return None
+    from ..server.sessions import revoke_families_of
+
+    return revoke_families_of([])
+
+
+def _service_ids(store: SqlSecretStore, names_or_ids: list[str]) -> list[str]:
+    """The service's users by username or id (what operators type), or a clear error."""
+    from ..server.users import find_user
+
+    ids: list[str] = []
+    for given in names_or_ids:
+        user = find_user(store.engine, given)
+        if user is None:
+            raise CliError(f"unknown user {given!r}")
+        ids.append(user.id)
+    return list(dict.fromkeys(ids))
+
+
+def is_service_store(store: SqlSecretStore) -> bool:
+    """Whether ``store`` is the reference service's (refresh sessions live next to it)."""
+    from ..server.db import LAYOUT
+
+    return store.layout is LAYOUT
 
 
 def read_ids(path: Path) -> list[str]:
@@ -160,7 +233,11 @@ def revoke_ids(
     for start in range(0, len(user_ids), batch_size):
         batch = user_ids[start : start + batch_size]
         try:
-            results.append(store.revoke_many(batch, actor=actor, reason=reason, dry_run=dry_run))
+            results.append(
+                store.revoke_many(
+                    batch, actor=actor, reason=reason, dry_run=dry_run, also=_also(store)
+                )
+            )
         except BackendError:
             if not results or dry_run:
                 raise
@@ -342,6 +419,8 @@ def revoke_users(
         raise CliError(f"{file} holds no user ids")
 
     with open_store(database_url) as store:
+        if is_service_store(store):
+            ids = _service_ids(store, ids)
         outcome = _revoke_with(store, ids, file, filters, dry_run, reason, actor, show_progress)
         if wait is not None and not dry_run and outcome.event_ids:
             ack = store.wait_applied(max(outcome.event_ids), timeout=wait)
@@ -363,7 +442,9 @@ def _revoke_with(
     if has_filters:
         cohort = replace(filters, user_ids=frozenset(ids) if ids else None)
         try:
-            result = store.revoke_cohort(cohort, actor=actor, reason=reason, dry_run=dry_run)
+            result = store.revoke_cohort(
+                cohort, actor=actor, reason=reason, dry_run=dry_run, also=_also(store)
+            )
         except CohortError as exc:
             raise CliError(
                 f"{exc}: selecting by tenant, role, created or last-login date needs the "
@@ -391,7 +472,7 @@ def _revoke_one(
             raise CliError(f"unknown user {user_id!r}")
     else:
         try:
-            result = store.revoke(user_id, actor=actor, reason=reason)
+            result = store.revoke(user_id, actor=actor, reason=reason, also=_also(store))
         except UnknownUserError:
             raise CliError(f"unknown user {user_id!r}") from None
     return RevokeOutcome.of([result], dry_run)

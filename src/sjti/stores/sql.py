@@ -116,6 +116,7 @@ class SqlSecretStore:
         clock: Callable[[], datetime] = rv.utc_now,
     ) -> None:
         self._engine = engine
+        self._layout = layout or OwnedTable()
         self._ctx = st.build_context(
             engine.dialect.name,
             kek_ring,
@@ -130,6 +131,10 @@ class SqlSecretStore:
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    @property
+    def layout(self) -> Layout:
+        return self._layout
 
     def load_secret(self, user_id: str) -> bytes | None:
         return self._run(plans.load(self._ctx, user_id))
