@@ -38,6 +38,7 @@ kek_app = typer.Typer(
 )
 app.add_typer(kek_app, name="kek")
 kek_app.command("rotate")(_kek_cmds.kek_rotate)
+kek_app.command("new")(_kek_cmds.kek_new)
 
 DatabaseUrl = Annotated[
     str,

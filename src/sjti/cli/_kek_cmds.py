@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .._core.wrapping import Kek, KekRing
 from ..errors import UnwrapError
 from ._keys_cmds import CliError, cli_errors, console, err_console, warn
 from ._revoke_cmds import DatabaseUrl, _default_actor, open_store, read_kek_ring
@@ -23,7 +24,7 @@ from ._revoke_cmds import DatabaseUrl, _default_actor, open_store, read_kek_ring
 if TYPE_CHECKING:
     from ..stores.sql import SqlSecretStore
 
-__all__ = ["KekRotation", "kek_rotate", "rotate_kek"]
+__all__ = ["KekRotation", "kek_new", "kek_rotate", "rotate_kek"]
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -57,7 +58,7 @@ def rotate_kek(
     """
     if batch_size < 1:
         raise CliError("--batch-size must be at least 1")
-    ring = read_kek_ring()
+    ring = _with_service_dev_kek(read_kek_ring(), database_url)
     with open_store(database_url, ring) as store:
         pending = store.rewrap_pending()
         moved = pending if dry_run else _run(store, pending, batch_size, actor, show_progress)
@@ -70,6 +71,28 @@ def rotate_kek(
         unknown=left - sum(remaining.values()),
         dry_run=dry_run,
     )
+
+
+def _with_service_dev_kek(ring: KekRing, database_url: str) -> KekRing:
+    """The service keeps a development KEK in its key file until SJTI_KEK is set: secrets
+    wrapped under it are moved too (it joins the ring after SJTI_KEK's KEKs, to unwrap
+    only), and it is reported like any old KEK: droppable only once nothing uses it."""
+    from pathlib import Path
+
+    from ..server.keyfile import dev_kek_ring
+    from ..server.settings import Settings
+
+    if "sqlite" in database_url or "postgres" in database_url:
+        try:
+            dev = dev_kek_ring(Path(Settings(database_url=database_url).key_file))
+        except Exception:  # no readable key file here: nothing to add
+            dev = None
+        if dev is not None:
+            known = {k.kid for k in ring.keks}
+            extra = [k for k in dev.keks if k.kid not in known]
+            if extra:
+                return KekRing([*ring.keks, *extra])
+    return ring
 
 
 def _run(
@@ -114,7 +137,7 @@ def _print(result: KekRotation) -> None:
         console.print(f"moved {_secrets(result.moved)} to KEK {result.primary}")
     for kid, count in result.remaining.items():
         if result.dry_run:
-            console.print(f"under KEK {kid}: {_secrets(count)}")
+            console.print(f"under KEK {kid}: {_secrets(count)} (would move)")
         elif count == 0:
             console.print(f"under KEK {kid}: 0 secrets; it can now be dropped from SJTI_KEK")
         else:
@@ -153,3 +176,18 @@ def kek_rotate(
             show_progress=True,
         )
     _print(result)
+
+
+def kek_new(
+    kid: Annotated[
+        str | None, typer.Option(help="Its id (default: 8 random URL-safe characters).")
+    ] = None,
+) -> None:
+    """Print a new KEK, ``kid:base64url(32 random bytes)``: put it FIRST in SJTI_KEK (the
+    current ones after it), deploy, then run ``sjti kek rotate``. Keep it secret."""
+    with cli_errors():
+        try:
+            ring = KekRing([Kek.generate(kid)] if kid else [Kek.generate()])
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    typer.echo(ring.to_config())

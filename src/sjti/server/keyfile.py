@@ -25,7 +25,7 @@ from .._core.wrapping import Kek, KekRing
 from ..errors import ConfigurationError
 from .settings import Settings
 
-__all__ = ["KeyMaterial", "load_key_material"]
+__all__ = ["KeyMaterial", "dev_kek_ring", "load_key_material"]
 
 logger = logging.getLogger("sjti.server")
 _VERSION = 1
@@ -72,6 +72,15 @@ def _create(path: Path, alg: str) -> bool:
         return True
     finally:
         temp.unlink(missing_ok=True)
+
+
+def dev_kek_ring(path: Path) -> KekRing | None:
+    """The development KEK a key file holds (secrets wrapped before SJTI_KEK was set), or
+    ``None`` when there is no such file or no dev KEK in it."""
+    if not path.exists():
+        return None
+    dev = _read(path).get("dev_kek")
+    return KekRing.from_config(str(dev)) if dev else None
 
 
 def _read(path: Path) -> dict[str, Any]:
