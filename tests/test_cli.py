@@ -91,3 +91,24 @@ def test_compare_command_reaches_the_harness() -> None:
     cells = json.loads(result.output[result.output.index("{") :])["cells"]
     strategies = {cell["strategy"] for cell in cells}
     assert {"sjti", "epoch", "denylist", "session", "plain"} <= strategies
+
+
+def test_every_command_help_lists_its_options() -> None:
+    """`sjti bench --help` and `sjti compare --help` show their real options (they parse
+    their own), like every other command's --help."""
+    import subprocess
+    import sys
+
+    for command, option in (("bench", "--quick"), ("compare", "--sqlite-only")):
+        shown = subprocess.run(  # noqa: S603 - fixed argv
+            [sys.executable, "-m", "sjti.cli", command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert option in shown.stdout
+    for group, command, option in (("users", "create", "--admin"), ("kek", "new", "--kid")):
+        result = runner.invoke(app, [group, command, "--help"])
+        assert result.exit_code == 0
+        assert option in result.stdout

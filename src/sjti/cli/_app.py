@@ -95,7 +95,17 @@ def demo(
         raise _fail("a demo step did not behave as expected")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+# The benchmark and the comparison parse their own options (they also run as
+# `python -m sjti.bench` / `python -m sjti.compare`): typer hands everything, --help
+# included, to them, so `sjti bench --help` lists the real options.
+_PASS_THROUGH = {
+    "allow_extra_args": True,
+    "ignore_unknown_options": True,
+    "help_option_names": [],
+}
+
+
+@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
 def bench(ctx: typer.Context) -> None:
     """Measure sjti against PyJWT, joserfc, authlib and python-jose (try --quick, --json)."""
     from ..bench import main as bench_main
@@ -103,7 +113,7 @@ def bench(ctx: typer.Context) -> None:
     raise typer.Exit(bench_main(list(ctx.args)))
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings=_PASS_THROUGH, add_help_option=False)
 def compare(ctx: typer.Context) -> None:
     """Run sjti, epoch, denylist, session and plain through the same scenarios (--quick, --json)."""
     from ..compare import main as compare_main
