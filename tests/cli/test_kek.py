@@ -63,7 +63,8 @@ def test_dry_run_counts_and_changes_nothing(
     )
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        "would move 3 secrets to KEK kek-2 (dry run, nothing changed)\nunder KEK kek-1: 3 secrets\n"
+        "would move 3 secrets to KEK kek-2 (dry run, nothing changed)\n"
+        "under KEK kek-1: 3 secrets (would move)\n"
     )
     assert result.stderr == ""
     assert keys_of(db_url, KekRing.from_config(kek_config)) == before  # still under kek-1

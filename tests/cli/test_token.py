@@ -37,7 +37,7 @@ def test_issue_verify_revoke_verify(
     assert (claims["sub"], claims["scope"], claims["iss"], claims["aud"]) == (
         "alice",
         "read",
-        "sjti",
+        "http://127.0.0.1:8000",
         "sjti",
     )
     assert claims["exp"] - claims["iat"] == 900
@@ -232,7 +232,7 @@ def test_verify_with_the_wrong_audience_is_refused_at_the_boundary(
         ],
     )  # fmt: skip
     assert result.exit_code == 1
-    assert result.stderr == "error: refused by the boundary layer: invalid_claim\n"
+    assert result.stderr == "error: refused by the boundary layer: invalid_claim (claim 'aud')\n"
 
 
 def test_verify_reads_the_token_from_stdin(

@@ -312,3 +312,22 @@ def test_cli_revoke_and_events_operate_the_services_database(server: Server) -> 
         assert json.loads(nodes.stdout)["latest_event"] >= event
         unknown = server.cli("revoke", "--user", "nobody-at-all", *url)
         assert (unknown.returncode, "unknown user 'nobody-at-all'" in unknown.stderr) == (1, True)
+
+
+def test_cli_token_commands_use_the_services_keys_and_defaults(server: Server) -> None:
+    """`sjti token verify` in the service's directory: its key file, its database, its
+    issuer; a token of the service verifies in both layers, and a revoked one names why."""
+    with server.client() as client:
+        register(client, "cli-gina")
+        gina = login(client, "cli-gina")
+    args = ("--key-file", "sjti-keys.json", "--database-url", "sqlite:///sjti.db")
+    verified = server.cli("token", "verify", gina["access_token"], *args)
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["iss"] == "https://auth.test"
+    assert (
+        server.cli("revoke", "--user", "cli-gina", "--database-url", "sqlite:///sjti.db").returncode
+        == 0
+    )
+    refused = server.cli("token", "verify", gina["access_token"], *args)
+    assert refused.returncode == 1
+    assert "refused by the user layer: revoked" in refused.stderr

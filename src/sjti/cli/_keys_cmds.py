@@ -84,7 +84,12 @@ def _read_entries(path: Path) -> list[dict[str, Any]]:
         raise CliError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
     except ValueError:
         raise CliError(f"cannot read {path}: not JSON") from None
-    entries = document.get("keys") if isinstance(document, dict) else None
+    # "keys": `sjti keys new`; "signing_keys": the reference service's own key file.
+    entries = (
+        document.get("keys") or document.get("signing_keys")
+        if isinstance(document, dict)
+        else None
+    )
     if not isinstance(entries, list) or not entries:
         raise CliError(f'cannot read {path}: expected {{"keys": [private JWK, ...]}}')
     if not all(isinstance(entry, dict) for entry in entries):

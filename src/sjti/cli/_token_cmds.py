@@ -58,7 +58,8 @@ app = typer.Typer(help="Issue, inspect and verify access tokens.", no_args_is_he
 
 ACCEPTED: Final = "accepted"
 SKIPPED: Final = "skipped"
-DEFAULT_ISSUER: Final = "sjti"
+# The reference service's defaults (SJTI_ISSUER / SJTI_AUDIENCE override both alike).
+DEFAULT_ISSUER: Final = "http://127.0.0.1:8000"
 DEFAULT_AUDIENCE: Final = "sjti"
 
 KeyFile = Annotated[
@@ -156,6 +157,18 @@ def boundary_verdict(token: str, keys: KeySet | None, policy: ClaimsPolicy) -> s
     except TokenError as exc:
         return exc.code
     return ACCEPTED
+
+
+def refused_claim(token: str, keys: KeySet | None, policy: ClaimsPolicy) -> str | None:
+    """The claim the boundary layer refused (``iss``, ``aud``…), to name it to a person."""
+    if keys is None:
+        return None
+    try:
+        BoundaryVerifier(keys, policy).verify(token, now=system_clock())
+    except TokenError as exc:
+        claim = getattr(exc, "claim", None)
+        return claim if isinstance(claim, str) else None
+    return None
 
 
 def user_verdict(claims: Claims, store: SecretStore | None) -> tuple[str, str | None]:
@@ -405,7 +418,14 @@ def token_verify(
     if refusal is not None:
         if not as_json:
             layer, code = refusal
+            claim = (
+                refused_claim(text, keys, _policy(issuer, audience))
+                if layer == "boundary"
+                else None
+            )
+            named = f" (claim '{claim}')" if claim else ""
             err_console.print(
-                f"[red]error:[/red] refused by the {layer} layer: {escape(code)}", soft_wrap=True
+                f"[red]error:[/red] refused by the {layer} layer: {escape(code)}{named}",
+                soft_wrap=True,
             )
         raise typer.Exit(1)
