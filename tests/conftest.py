@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from functools import cache
 
 import pytest
@@ -94,21 +95,38 @@ def postgres_server_url() -> Generator[str, None, None]:
         yield started
 
 
-@pytest.fixture(scope="session")
-def postgres_url(postgres_server_url: str) -> Generator[str, None, None]:
-    """A fresh database for this test session, dropped at the end."""
+@contextlib.contextmanager
+def _scratch_database(server_url: str) -> Iterator[str]:
+    """``CREATE DATABASE sjti_test_<hex>`` on the server, dropped (forced) afterwards."""
     import secrets
 
     import psycopg
 
     name = f"sjti_test_{secrets.token_hex(4)}"
-    admin = postgres_server_url.replace("postgresql+psycopg://", "postgresql://")
+    admin = server_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = postgres_server_url.rpartition("/")
-    yield f"{base}/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    base, _, _ = server_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server_url: str) -> Generator[str, None, None]:
+    """A fresh database for this test session, dropped at the end."""
+    with _scratch_database(postgres_server_url) as url:
+        yield url
+
+
+@pytest.fixture
+def own_postgres_database(postgres_server_url: str) -> Generator[str, None, None]:
+    """A database for this test alone: a service started on it sees only its own users
+    (and their keys, wrapped under this test's KEK)."""
+    with _scratch_database(postgres_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

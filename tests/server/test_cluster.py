@@ -18,11 +18,11 @@ pytestmark = pytest.mark.service
 
 
 def test_revocation_through_one_node_is_refused_by_the_other(
-    tmp_path: Path, postgres_url: str, redis_url: str
+    tmp_path: Path, own_postgres_database: str, redis_url: str
 ) -> None:
     """Logout and admin revocation on node A; node B (its own cache) refuses the tokens."""
     env = {
-        "SJTI_DATABASE_URL": postgres_url,
+        "SJTI_DATABASE_URL": own_postgres_database,
         "SJTI_REDIS_URL": redis_url,
         "SJTI_KEK": KekRing([Kek.generate("k1")]).to_config(),
         "SJTI_ENV": "production",
@@ -81,12 +81,12 @@ def test_several_workers_share_one_key_file(tmp_path: Path, redis_url: str) -> N
 
 
 def test_logout_and_admin_revocation_while_redis_is_down(
-    tmp_path: Path, postgres_url: str, own_redis: RedisProcess
+    tmp_path: Path, own_postgres_database: str, own_redis: RedisProcess
 ) -> None:
     """Redis killed first: logout still answers 204 and ends everything; the event reaches
     the other node once Redis is back (it refuses meanwhile: its cache is bypassed)."""
     env = {
-        "SJTI_DATABASE_URL": postgres_url,
+        "SJTI_DATABASE_URL": own_postgres_database,
         "SJTI_REDIS_URL": own_redis.url,
         "SJTI_KEK": KekRing([Kek.generate("k1")]).to_config(),
         "SJTI_ENV": "production",
@@ -163,11 +163,13 @@ def test_two_processes_on_one_sqlite_file_without_a_bus(tmp_path: Path) -> None:
         b.stop()
 
 
-def test_the_cli_operates_the_service_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+def test_the_cli_operates_the_service_on_postgresql(
+    tmp_path: Path, own_postgres_database: str
+) -> None:
     """The same commands against PostgreSQL (NOTIFY bus, SJTI_KEK): an admin made on the
     command line, a user revoked by name, refused by the running node at once."""
     env = {
-        "SJTI_DATABASE_URL": postgres_url,
+        "SJTI_DATABASE_URL": own_postgres_database,
         "SJTI_KEK": KekRing([Kek.generate("k1")]).to_config(),
         "SJTI_ENV": "production",
     }
@@ -179,7 +181,9 @@ def test_the_cli_operates_the_service_on_postgresql(tmp_path: Path, postgres_url
             assert client.get("/admin/revocations", headers=bearer(admin)).status_code == 200
             register(client, "pg-cli-frank")
             frank = login(client, "pg-cli-frank")
-            done = server.cli("revoke", "--user", "pg-cli-frank", "--database-url", postgres_url)
+            done = server.cli(
+                "revoke", "--user", "pg-cli-frank", "--database-url", own_postgres_database
+            )
             assert done.returncode == 0, done.stderr
             assert client.get("/me", headers=bearer(frank)).status_code == 401
             assert refresh(client, frank["refresh_token"]).status_code == 400
