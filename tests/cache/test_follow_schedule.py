@@ -93,7 +93,9 @@ class Harness:
         return EventPage(tuple(e for e in kept if e.id > after), oldest, self.latest)
 
     def _advance(self, seconds: float) -> None:
-        self.clock.now = round(self.clock.now + seconds, 6)
+        # Whole microseconds keep traces readable; a wait shorter than that still moves.
+        later = round(self.clock.now + seconds, 6)
+        self.clock.now = later if later > self.clock.now else self.clock.now + seconds
 
     def answer(self, op: follow.Op) -> Any:
         failure = self.fail.pop(type(op), None)
@@ -215,6 +217,14 @@ def test_heartbeats_keep_their_own_schedule_when_polls_are_rare() -> None:
         "1003 Heartbeat(0)",
         "1003 Republish(3)",
     ]
+
+
+def test_receive_wakes_up_for_a_heartbeat_between_pings() -> None:
+    """A heartbeat due between two pings is sent on time, not at the next ping."""
+    h = Harness(has_log=True, health=0.07, poll=3.0)
+    h.run_until("1000 Connected(True)")
+    trace = h.run_until("Heartbeat(0)")
+    assert trace[-2:] == ["1000.98 Receive(0.02)", "1001 Heartbeat(0)"]
 
 
 def test_republish_waits_at_least_one_second() -> None:

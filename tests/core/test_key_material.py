@@ -135,6 +135,17 @@ def test_rsa_private_jwk_with_some_crt_members_recovers_the_rest() -> None:
     assert RSA_JWK["p"] in (key.export_private_jwk()["p"], key.export_private_jwk()["q"])
 
 
+@pytest.mark.parametrize("member", ["p", "q", "dp", "dq", "qi"])
+def test_a_complete_but_inconsistent_crt_set_is_refused(member: str) -> None:
+    """A full CRT set is used as given and checked, never silently recomputed from d."""
+    jwk = dict(RSA_JWK)
+    jwk[member] = RSA_JWK["q" if member == "p" else "p" if member == "q" else "dp"]
+    if member == "dp":
+        jwk[member] = b64(number(RSA_JWK["dp"]) + 2)
+    with pytest.raises(InvalidKeyError):
+        SigningKey.from_jwk(jwk)
+
+
 # ---------------------------------------------------------------------------------------
 # RSA public exponents and kids
 
@@ -146,7 +157,9 @@ def rsa_public(e: int, n: int = N) -> dict[str, Any]:
 @pytest.mark.parametrize("e", [3, 5, 17, 65537])
 def test_small_odd_rsa_exponents_from_3_are_accepted(e: int) -> None:
     """e = 3 is safe with proper padding (RFC 8017); the floor is 3, not 4."""
-    assert VerifyingKey.from_jwk(rsa_public(e)).alg == "RS256"
+    key = VerifyingKey.from_jwk(rsa_public(e))
+    assert key.alg == "RS256"
+    assert key.to_jwk()["e"] == b64(e)  # minimal big-endian bytes: "Aw" for 3
 
 
 @pytest.mark.parametrize("e", [1, 2, 4, 65536, N, N + 2])
@@ -247,3 +260,34 @@ def test_rotating_a_verify_only_set_keeps_its_keys_for_verification() -> None:
     rotated = KeySet(verify_only=[old]).rotate(new)
     assert rotated.active.kid == "new"
     assert {k.kid for k in rotated} == {old.kid, "new"}
+
+
+@pytest.mark.parametrize("member", ["x", "y", "d"])
+def test_ec_exports_keep_leading_zero_bytes(member: str) -> None:
+    """x, y and d are written at the curve's full size (66 bytes for P-521), never trimmed.
+
+    Half of all P-521 values fit in 65 bytes, so a trimming exporter fails at once.
+    """
+    for _ in range(200):
+        private = ec.generate_private_key(ec.SECP521R1())
+        numbers = private.private_numbers()
+        value = {"x": numbers.public_numbers.x, "y": numbers.public_numbers.y}.get(
+            member, numbers.private_value
+        )
+        if value < 2 ** (8 * 65):
+            break
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    jwk = SigningKey.from_pem(pem).export_private_jwk()
+    assert len(b64url_decode(jwk[member])) == 66
+    assert number(jwk[member]) == value
+
+
+def test_an_ec_jwk_on_an_unknown_curve_without_alg_is_refused() -> None:
+    """No alg and a curve we do not support: InvalidKeyError, not a lookup crash."""
+    jwk = {"kty": "EC", "crv": "secp256k1", "x": b64(bytes(32)), "y": b64(bytes(32))}
+    with pytest.raises(InvalidKeyError):
+        VerifyingKey.from_jwk(jwk)

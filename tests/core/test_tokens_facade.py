@@ -239,3 +239,18 @@ def test_hmac_verifying_key_checks_raw_signatures() -> None:
     assert KEY.verifying_key.verify(b"input", signature)
     assert not KEY.verifying_key.verify(b"input!", signature)
     assert not KEY.verifying_key.verify(b"input", signature[:-1] + b"\x00")
+
+
+def test_a_verifier_reads_each_header_once_and_keeps_at_most_64() -> None:
+    """The header cache answers repeat tokens correctly and stays bounded under variation."""
+    boundary = verifier().boundary
+    token = issuer().issue("alice", ALICE)
+    assert boundary.verify(token) == boundary.verify(token)
+    sizes = []
+    for n in range(70):
+        header = encode_header(KEY, {"typ": "at+jwt", "n": n})
+        claims = issuer().claims_for("alice", ALICE)
+        boundary.verify(sign_compact(header, dumps(claims), KEY).decode())
+        sizes.append(len(boundary._jws._header_cache))
+    assert max(sizes) == 64
+    assert boundary.verify(token)["sub"] == "alice"

@@ -123,3 +123,10 @@ def test_kek_config_reads_a_key_with_or_without_padding(padding: str) -> None:
     key = bytes(range(1, 33))
     text = base64.urlsafe_b64encode(key).decode().rstrip("=") + padding
     assert key == KekRing.from_config(f"k1:{text}").primary.key
+
+
+def test_kek_config_strips_only_padding_from_a_key() -> None:
+    """A valid key with a stray character after it is a typo, refused, not trimmed."""
+    text = base64.urlsafe_b64encode(KEK).decode().rstrip("=")
+    with pytest.raises(InvalidKeyError):
+        KekRing.from_config(f"k1:{text}X")
