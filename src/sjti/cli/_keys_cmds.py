@@ -86,9 +86,7 @@ def _read_entries(path: Path) -> list[dict[str, Any]]:
         raise CliError(f"cannot read {path}: not JSON") from None
     # "keys": `sjti keys new`; "signing_keys": the reference service's own key file.
     entries = (
-        document.get("keys") or document.get("signing_keys")
-        if isinstance(document, dict)
-        else None
+        document.get("keys") or document.get("signing_keys") if isinstance(document, dict) else None
     )
     if not isinstance(entries, list) or not entries:
         raise CliError(f'cannot read {path}: expected {{"keys": [private JWK, ...]}}')
