@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install serve demo test check lint typecheck pytest bench bench-http bench-docs soak lock clean
+.PHONY: install serve demo test check lint typecheck pytest mutate bench bench-http bench-docs soak lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -36,6 +36,28 @@ typecheck: install
 
 pytest: install
 	$(BIN)/pytest
+
+mutate: install          ## mutation testing of the security core, from a copy in build/mutate (docs/testing.md)
+	rm -rf build/mutate && mkdir -p build/mutate && cp -a pyproject.toml src tests build/mutate/
+	if [ -d ../shared ]; then ln -s "$$(cd .. && pwd)/shared" build/mutate/shared; fi
+	cd build/mutate && start=$$(date +%s) && \
+		{ $(CURDIR)/$(BIN)/mutmut run --max-children "$$(nproc)" > run.log 2>&1 || \
+		  { tail -n 40 run.log; exit 1; }; } && \
+		echo "mutmut run: $$(( $$(date +%s) - start )) s" && \
+		$(CURDIR)/$(BIN)/mutmut results --all true > results.txt
+	@printf "%-34s %6s %7s %8s %8s %8s\n" module total killed timeout survived "no tests"
+	@awk -F': ' '{ m = $$1; sub(/^ +/, "", m); sub(/\.x(_|ǁ).*/, "", m); t[m]++; c[m, $$2]++ } \
+		END { for (m in t) printf "%-34s %6d %7d %8d %8d %8d\n", m, t[m], c[m, "killed"], \
+		c[m, "timeout"], c[m, "survived"], c[m, "no tests"] }' build/mutate/results.txt | sort
+	@cd build/mutate && grep -vE ': (killed|timeout)$$' results.txt | sed 's/^ *//; s/: .*//' | sort > found && \
+		sed -n 's/^- `\([^`]*\)`.*/\1/p' $(CURDIR)/docs/mutation-survivors.md | sort > listed && \
+		comm -23 found listed > new && comm -13 found listed > stale && \
+		if [ -s new ] || [ -s stale ]; then \
+		  sed 's/^/new survivor (add a test, or list it with its reason): /' new; \
+		  sed 's/^/listed but no longer surviving (remove it): /' stale; \
+		  echo "see docs/testing.md; inspect one with: cd build/mutate && ../../$(BIN)/mutmut show NAME"; \
+		  exit 1; \
+		fi && echo "every surviving mutant is listed in docs/mutation-survivors.md"
 
 bench: install           ## full benchmark against the peers (sjti bench --quick is tested)
 	$(BIN)/sjti bench

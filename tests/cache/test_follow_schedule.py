@@ -227,6 +227,16 @@ def test_receive_wakes_up_for_a_heartbeat_between_pings() -> None:
     assert trace[-2:] == ["1000.98 Receive(0.02)", "1001 Heartbeat(0)"]
 
 
+def test_a_hint_between_polls_does_not_delay_the_next_poll() -> None:
+    """A catch-up from a hint moves the heartbeat schedule, not the poll schedule."""
+    h = Harness(has_log=True, health=10.0, poll=0.35)
+    h.run_until("1000 Connected(True)")
+    h.add("alice")
+    h.inbox.append(encode_event(1, ["alice"]))
+    assert h.run_until("Heartbeat(1)")[-1] == "1000.1 Heartbeat(1)"
+    assert without_receives(h.run_until("Latest")) == ["1000.35 Latest"]
+
+
 def test_republish_waits_at_least_one_second() -> None:
     """A fast poll must not republish events a relay is still publishing."""
     h = Harness(has_log=True, health=10.0, poll=0.2)

@@ -228,6 +228,13 @@ def public(alg: str, **changes: Any) -> dict[str, Any]:
     return {k: v for k, v in jwk.items() if v is not None}
 
 
+@pytest.mark.parametrize("keys", [5, True, "keys", {"kty": "oct"}])
+def test_a_jwks_whose_keys_is_not_a_list_is_refused(keys: Any) -> None:
+    """Whatever a provider serves under "keys", only a list of objects is read."""
+    with pytest.raises(InvalidKeyError):
+        KeySet.from_jwks({"keys": keys})
+
+
 def test_a_jwks_of_one_key_without_kid_is_usable() -> None:
     """With one key there is nothing to choose: no kid needed (its thumbprint is used)."""
     [key] = KeySet.from_jwks({"keys": [public("ES256", kid=None)]})
