@@ -38,6 +38,10 @@ def test_token_error_codes_are_stable_and_distinct_per_cause() -> None:
     """Clients key on `code`; each leaf cause keeps the documented one."""
     expected = {
         "MalformedTokenError": "malformed",
+        "TokenTooLargeError": "too_large",
+        "UnsupportedHeaderError": "unsupported_header",
+        "BadAlgHeaderError": "bad_alg",
+        "BadKidHeaderError": "bad_kid",
         "InvalidSignatureError": "bad_signature",
         "UnknownKeyError": "unknown_kid",
         "AlgorithmNotAllowedError": "alg_not_allowed",

@@ -11,6 +11,8 @@ from ._core.wrapping import Kek, KekRing, WrappedSecret, generate_user_key
 from .errors import (
     AlgorithmNotAllowedError,
     BackendError,
+    BadAlgHeaderError,
+    BadKidHeaderError,
     ConfigurationError,
     ExpiredTokenError,
     ImmatureTokenError,
@@ -26,7 +28,9 @@ from .errors import (
     SecretError,
     SjtiError,
     TokenError,
+    TokenTooLargeError,
     UnknownKeyError,
+    UnsupportedHeaderError,
     UnwrapError,
 )
 from .tokens import BoundaryVerifier, Clock, Issuer, UserVerifier, system_clock
@@ -36,6 +40,8 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AlgorithmNotAllowedError",
     "BackendError",
+    "BadAlgHeaderError",
+    "BadKidHeaderError",
     "BoundaryVerifier",
     "Claims",
     "ClaimsPolicy",
@@ -60,7 +66,9 @@ __all__ = [
     "SigningKey",
     "SjtiError",
     "TokenError",
+    "TokenTooLargeError",
     "UnknownKeyError",
+    "UnsupportedHeaderError",
     "UnwrapError",
     "UserKey",
     "UserVerifier",

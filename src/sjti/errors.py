@@ -6,7 +6,11 @@
     ├── ConfigurationError          misuse: short key, unknown algorithm, bad policy
     │   └── InvalidKeyError          a key or key set that must not be used
     ├── TokenError                  bad data; ``code`` is safe to show a client
-    │   ├── MalformedTokenError         "malformed"       too large, bad base64, bad JSON
+    │   ├── MalformedTokenError         "malformed"       bad base64, bad JSON, bad shape
+    │   │   ├── TokenTooLargeError          "too_large"       over the size limit (a 413)
+    │   │   ├── UnsupportedHeaderError      "unsupported_header"  crit, b64, zip, enc
+    │   │   ├── BadAlgHeaderError           "bad_alg"         alg missing or not a string
+    │   │   └── BadKidHeaderError           "bad_kid"         kid not a string
     │   ├── InvalidSignatureError       "bad_signature"
     │   ├── UnknownKeyError             "unknown_kid"
     │   ├── AlgorithmNotAllowedError    "alg_not_allowed"
@@ -32,6 +36,8 @@ from typing import ClassVar
 __all__ = [
     "AlgorithmNotAllowedError",
     "BackendError",
+    "BadAlgHeaderError",
+    "BadKidHeaderError",
     "ConfigurationError",
     "ExpiredTokenError",
     "ImmatureTokenError",
@@ -47,7 +53,9 @@ __all__ = [
     "SecretError",
     "SjtiError",
     "TokenError",
+    "TokenTooLargeError",
     "UnknownKeyError",
+    "UnsupportedHeaderError",
     "UnwrapError",
 ]
 
@@ -79,6 +87,35 @@ class MalformedTokenError(TokenError):
 
     code = "malformed"
     default_message = "malformed token"
+
+
+class TokenTooLargeError(MalformedTokenError):
+    """Larger than the size limit: refused before any parsing (a server may answer 413)."""
+
+    code = "too_large"
+    default_message = "token too large"
+
+
+class UnsupportedHeaderError(MalformedTokenError):
+    """A header member sjti refuses on principle (``crit``, ``b64``, ``zip``, ``enc``)."""
+
+    code = "unsupported_header"
+    default_message = "header member not supported"
+
+
+class BadAlgHeaderError(MalformedTokenError):
+    """The header's ``alg`` is missing or not a string (an ``alg`` that is a string but
+    not the key's is :class:`AlgorithmNotAllowedError`)."""
+
+    code = "bad_alg"
+    default_message = "header 'alg' missing or not a string"
+
+
+class BadKidHeaderError(MalformedTokenError):
+    """The header's ``kid`` is not a string."""
+
+    code = "bad_kid"
+    default_message = "header 'kid' is not a string"
 
 
 class InvalidSignatureError(TokenError):

@@ -249,16 +249,19 @@ def test_verify_reads_the_token_from_stdin(
     assert json.loads(result.stdout)["sub"] == "alice"
 
 
-@pytest.mark.parametrize("token", ["not-a-token", "a.b.c", "x" * 10_000])
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [("not-a-token", "malformed"), ("a.b.c", "malformed"), ("x" * 10_000, "too_large")],
+)
 def test_malformed_token_is_exit_1_without_traceback(
-    runner: CliRunner, root: typer.Typer, key_file: Path, db_url: str, token: str
+    runner: CliRunner, root: typer.Typer, key_file: Path, db_url: str, token: str, code: str
 ) -> None:
     """Garbage input is one line and exit 1, for verify and inspect alike."""
     verify = runner.invoke(
         root, ["token", "verify", token, "--key-file", str(key_file), "--database-url", db_url]
     )
     assert verify.exit_code == 1
-    assert verify.stderr == "error: refused by the boundary layer: malformed\n"
+    assert verify.stderr == f"error: refused by the boundary layer: {code}\n"
     inspect = runner.invoke(root, ["token", "inspect", token])
     assert inspect.exit_code == 1
     assert inspect.stderr.startswith("error: cannot decode the token: ")

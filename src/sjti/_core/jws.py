@@ -12,9 +12,13 @@ from typing import Any, Final
 
 from ..errors import (
     AlgorithmNotAllowedError,
+    BadAlgHeaderError,
+    BadKidHeaderError,
     InvalidSignatureError,
     MalformedTokenError,
+    TokenTooLargeError,
     UnknownKeyError,
+    UnsupportedHeaderError,
 )
 from .algorithms import ALGORITHMS
 from .codec import B64URL_ALPHABET, b64url_decode_unchecked, b64url_encode, dumps, loads_object
@@ -76,7 +80,7 @@ class CompactVerifier:
         """
         if isinstance(token, str):
             if len(token) > self.max_size:
-                raise MalformedTokenError("token too large")
+                raise TokenTooLargeError()
             if not token.isascii():
                 raise MalformedTokenError("token is not ASCII")
             raw = token.encode("ascii")
@@ -85,7 +89,7 @@ class CompactVerifier:
         else:
             raise MalformedTokenError("token must be str or bytes")
         if len(raw) > self.max_size:
-            raise MalformedTokenError("token too large")
+            raise TokenTooLargeError()
         if raw.translate(None, _TOKEN_ALPHABET):
             raise MalformedTokenError("invalid character in token")
         if raw.count(b".") != 2:
@@ -108,16 +112,16 @@ class CompactVerifier:
         header = loads_object(b64url_decode_unchecked(segment))
         alg = header.get("alg")
         if not isinstance(alg, str):
-            raise MalformedTokenError("header 'alg' missing or not a string")
+            raise BadAlgHeaderError()
         if alg not in ALGORITHMS:
             raise AlgorithmNotAllowedError()  # "none" in any casing lands here
         refused = _REFUSED_HEADER_MEMBERS.intersection(header)
         if refused:
-            raise MalformedTokenError(f"header member not supported: {sorted(refused)[0]}")
+            raise UnsupportedHeaderError(f"header member not supported: {sorted(refused)[0]}")
         if "kid" in header:
             kid = header["kid"]
             if not isinstance(kid, str):
-                raise MalformedTokenError("header 'kid' is not a string")
+                raise BadKidHeaderError()
             key = self._keys.get(kid)
         else:
             key = self._keys.only_key()
