@@ -171,7 +171,9 @@ def rounds(
             if granted.done.is_set() and not pause.reached.is_set():
                 return endings  # the grant ran fewer than n statements: every point tried
             revoke_thread, revoked = run(revoke)
-            revoked.done.wait(BLOCKED_FOR)  # done, or blocked on the grant's lock
+            # Before the grant's first statement it holds nothing: the revocation must run
+            # to its end. Later it may block on the grant's lock: give it a moment.
+            revoked.done.wait(30 if n == 1 else BLOCKED_FOR)
             pause.release.set()
             grant_thread.join(30)
             revoke_thread.join(30)
