@@ -119,7 +119,9 @@ def test_killing_redis_never_lets_a_revoked_token_through(
     assert after.accepted_after_window == 0
     # every revocation reached every node: none hit the 5 s deadline
     assert max(result.latencies_ms) < 5000
-    assert result.outcomes.get("done-unpublished", 0) >= 1  # revocations during the outage
+    # A dead Redis never fails a revocation (the log has it); the relay counted its failures.
+    assert result.outcomes == {"done": 80}
+    assert sum(int(str(s["publish_failures"])) for s in final) >= 1
     assert all(s["bus_disconnects"] >= 1 for s in final)  # each node saw the bus go
     assert all(s["bus_connects"] >= 2 for s in final)  # ... and came back by itself
     assert all(s["trusted"] for s in final)
