@@ -23,7 +23,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,7 @@ from sjti.stores._ops import Fetch
 from sjti.stores._revocation import utc_now
 from sjti.stores.sql import OwnedTable, SqlSecretStore, upgrade
 
+from .server.test_races import Pause, client_request
 from .services import RedisProcess
 
 RING = KekRing([Kek.generate("review")])
@@ -409,38 +409,6 @@ def test_prune_between_the_bounds_and_the_rows_hides_the_gap(
 # -- R5: the password grant's version check is skipped for a first login ----------------------
 
 
-def _no_client() -> Any:
-    """A request as the routes read it: no client address, no headers."""
-    return type("R", (), {"client": None, "headers": {}})()
-
-
-class Pause:
-    """Stops one thread before its ``n``-th SQL statement until released."""
-
-    def __init__(self, engine: sa.Engine, n: int) -> None:
-        self.engine, self.n, self.seen = engine, n, 0
-        self.thread: int | None = None
-        self.reached = threading.Event()
-        self.release = threading.Event()
-
-    def _before(self, *_: Any) -> None:
-        if threading.get_ident() != self.thread:
-            return
-        self.seen += 1
-        if self.seen == self.n:
-            self.reached.set()
-            self.release.wait(30)
-
-    @contextmanager
-    def installed(self) -> Iterator[Pause]:
-        sa.event.listen(self.engine, "before_cursor_execute", self._before)
-        try:
-            yield self
-        finally:
-            sa.event.remove(self.engine, "before_cursor_execute", self._before)
-            self.release.set()
-
-
 def _services(tmp_path: Path, **extra: Any) -> Services:
     settings = Settings(
         database_url=f"sqlite:///{tmp_path}/svc.db",
@@ -465,7 +433,7 @@ def test_first_login_racing_a_logout_mints_a_token_that_outlives_it(tmp_path: Pa
     yields tokens accepted after it returned (the invariant sessions.py states)."""
     services = _services(tmp_path)
     try:
-        auth.register(NewUser(username="carol", password=PASSWORD), services, _no_client())
+        auth.register(NewUser(username="carol", password=PASSWORD), services, client_request())
         pause = Pause(services.engine, 2)  # after get_by_name, before the grant's transaction
         outcome: dict[str, Any] = {}
 
@@ -511,7 +479,7 @@ def test_logout_answers_promptly_while_redis_hangs(tmp_path: Path, own_redis: Re
     assert proc is not None
     try:
         assert services.wait_ready(10)
-        auth.register(NewUser(username="dave", password=PASSWORD), services, _no_client())
+        auth.register(NewUser(username="dave", password=PASSWORD), services, client_request())
         tokens = _password_grant(services, "dave")
         claims, user = verify_access_token(services, tokens["access_token"])
         os.kill(proc.pid, signal.SIGSTOP)
@@ -546,7 +514,7 @@ def test_rfc7009_with_a_wrong_hint_still_revokes_the_refresh_token(tmp_path: Pat
     ended, and the refresh token keeps working."""
     services = _services(tmp_path)
     try:
-        auth.register(NewUser(username="erin", password=PASSWORD), services, _no_client())
+        auth.register(NewUser(username="erin", password=PASSWORD), services, client_request())
         tokens = _password_grant(services, "erin")
         assert oauth.revoke(services, tokens["refresh_token"], "access_token") == {}
         with pytest.raises(HTTPException) as refused:
