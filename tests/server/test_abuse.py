@@ -34,7 +34,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 def attempt(services: Services, ip: str, password: str) -> int:
     try:
-        auth._password_grant(services, client_request(ip), Response(), "owner", password)
+        auth.password_grant(services, client_request(ip), Response(), "owner", password)
     except HTTPException as refused:
         return refused.status_code
     return 200

@@ -125,12 +125,12 @@ def client_request(host: str | None = None) -> Any:
 
 
 def password_grant(services: Services, name: str) -> dict[str, Any]:
-    out = auth._password_grant(services, client_request(), Response(), name, PASSWORD)
+    out = auth.password_grant(services, client_request(), Response(), name, PASSWORD)
     return out.model_dump()
 
 
 def refresh_grant(services: Services, token: str) -> dict[str, Any]:
-    return auth._refresh_grant(services, Response(), token).model_dump()
+    return auth.refresh_grant(services, Response(), token).model_dump()
 
 
 def principal(services: Services, tokens: dict[str, Any]) -> Principal:

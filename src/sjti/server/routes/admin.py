@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Query
 from ...stores.base import Cohort
 from ..auth import AdminPrincipal, ServicesDep
 from ..models import AuditOut, RevocationIn, RevocationOut
+from ..services import Services
 from ..sessions import revoke_families_of
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -18,17 +20,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 def revoke(body: RevocationIn, admin: AdminPrincipal, services: ServicesDep) -> RevocationOut:
     """Rotate the key of every selected user (all their access tokens end at once) and
     revoke their refresh tokens. ``dry_run`` says who would be logged out, changing nothing."""
-    actor = f"admin:{admin.user.username}"
-    counted: list[int] = []
-    # One transaction per request: keys, refresh families, audit row, one event.
-    options: dict[str, Any] = {
-        "actor": actor,
-        "reason": body.reason,
-        "dry_run": body.dry_run,
-        "also": revoke_families_of(counted),
-        "wait": "all" if body.wait else None,
-        "timeout": services.settings.revoke_wait_timeout,
-    }
+    cohort = None
     if body.cohort is not None:
         cohort = Cohort(
             tenant=body.cohort.tenant,
@@ -36,9 +28,43 @@ def revoke(body: RevocationIn, admin: AdminPrincipal, services: ServicesDep) -> 
             created_before=body.cohort.created_before,
             last_login_before=body.cohort.last_login_before,
         )
+    return revoke_selection(
+        services,
+        f"admin:{admin.user.username}",
+        cohort=cohort,
+        user_ids=body.user_ids,
+        reason=body.reason,
+        dry_run=body.dry_run,
+        wait=body.wait,
+    )
+
+
+def revoke_selection(
+    services: Services,
+    actor: str,
+    *,
+    cohort: Cohort | None,
+    user_ids: Sequence[str] | None,
+    reason: str | None,
+    dry_run: bool,
+    wait: bool,
+) -> RevocationOut:
+    """Revoke a cohort, or else the listed ids (the API and the admin console): the keys,
+    their refresh families, the audit row and one event in one transaction; ``wait``
+    returns once every live node applied it (or the timeout named the laggards)."""
+    counted: list[int] = []
+    options: dict[str, Any] = {
+        "actor": actor,
+        "reason": reason,
+        "dry_run": dry_run,
+        "also": revoke_families_of(counted),
+        "wait": "all" if wait else None,
+        "timeout": services.settings.revoke_wait_timeout,
+    }
+    if cohort is not None:
         result = services.store.revoke_cohort(cohort, **options)
     else:
-        result = services.store.revoke_many(sorted(set(body.user_ids or ())), **options)
+        result = services.store.revoke_many(sorted(set(user_ids or ())), **options)
     services.revoked(result, "admin")
     ack = result.acknowledgement
     return RevocationOut(

@@ -102,7 +102,7 @@ def _with_secret(services: Services, user_id: str, mint: Callable[[], Minted]) -
         return mint()
 
 
-def _password_grant(
+def password_grant(
     services: Services, request: Request, response: Response, username: str, password: str
 ) -> TokenOut:
     ip = request.client.host if request.client is not None else "unknown"
@@ -152,7 +152,7 @@ def _password_grant(
     return _tokens(services, minted, response)
 
 
-def _refresh_grant(services: Services, response: Response, refresh_token: str) -> TokenOut:
+def refresh_grant(services: Services, response: Response, refresh_token: str) -> TokenOut:
     try:
         minted = services.refresh.rotate(refresh_token)
     except NoSecretYet:
@@ -198,9 +198,9 @@ def token(
     if grant_type == "password":
         if username is None or password is None:
             raise _grant_error(400, "invalid_request", "username and password are required")
-        return _password_grant(services, request, response, username, password)
+        return password_grant(services, request, response, username, password)
     if grant_type == "refresh_token":
         if refresh_token is None:
             raise _grant_error(400, "invalid_request", "refresh_token is required")
-        return _refresh_grant(services, response, refresh_token)
+        return refresh_grant(services, response, refresh_token)
     raise _grant_error(400, "unsupported_grant_type", "use password or refresh_token")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response
 
+from ...stores.base import RevocationResult
 from ..auth import CurrentPrincipal, ServicesDep
 from ..models import DeviceLogoutOut, SessionOut, UserOut
+from ..services import Services
 from ..sessions import revoke_families_of
 from .auth import user_out
 
@@ -22,14 +24,19 @@ def me(principal: CurrentPrincipal) -> UserOut:
 def logout(principal: CurrentPrincipal, services: ServicesDep) -> Response:
     """Log out every device: rotate the user key (all access tokens end now) and revoke
     every refresh-token family."""
-    user_id = principal.user.id
-    # One transaction: the key rotation, every refresh family, the audit row, the event.
-    # Publishing to the bus happens after the commit and never fails the logout.
+    logout_everywhere(services, principal.user.id)
+    return Response(status_code=204)
+
+
+def logout_everywhere(services: Services, user_id: str) -> RevocationResult:
+    """Rotate the user's key and revoke every refresh family: one transaction with the
+    audit row and the event. Publishing to the bus happens after the commit and never
+    fails the logout. (The API's ``POST /logout`` and the account page.)"""
     result = services.store.revoke(
         user_id, actor=user_id, reason="logout (all devices)", also=revoke_families_of([])
     )
     services.revoked(result, "logout")
-    return Response(status_code=204)
+    return result
 
 
 @router.get("/sessions", response_model=list[SessionOut])
@@ -58,14 +65,26 @@ def device_logout(
     with the default ``user`` granularity they stay valid until they expire (at most
     ``SJTI_ACCESS_TTL`` seconds); ``POST /logout`` ends them at once, on every device.
     """
-    if len(session_id) > 64 or not services.refresh.revoke_family(principal.user.id, session_id):
+    if not end_device(services, principal.user.id, session_id):
         raise HTTPException(404, {"error": "not_found", "error_description": "no such session"})
+    return DeviceLogoutOut(
+        id=session_id, revoked=True, access_tokens=device_access_tokens_note(services)
+    )
+
+
+def end_device(services: Services, user_id: str, session_id: str) -> bool:
+    """Revoke one of the user's device sessions (refresh family); False if not theirs."""
+    if len(session_id) > 64 or not services.refresh.revoke_family(user_id, session_id):
+        return False
     services.metrics.revocations.labels("device").inc()
+    return True
+
+
+def device_access_tokens_note(services: Services) -> str:
+    """What a device logout does to that device's access tokens, per the granularity."""
     if services.settings.session_granularity == "session":
-        note = "refused from now on (per-session granularity)"
-    else:
-        note = (
-            f"still valid until they expire (at most {services.settings.access_ttl} s): "
-            "granularity is per user; POST /logout ends them at once on every device"
-        )
-    return DeviceLogoutOut(id=session_id, revoked=True, access_tokens=note)
+        return "refused from now on (per-session granularity)"
+    return (
+        f"still valid until they expire (at most {services.settings.access_ttl} s): "
+        "granularity is per user; POST /logout ends them at once on every device"
+    )
