@@ -1,4 +1,4 @@
-"""Helpers for testing code that uses sjti (and for sjti's own tests)."""
+"""A clock that stands still: pass it as ``clock=`` to issuers, verifiers and stores."""
 
 from __future__ import annotations
 
