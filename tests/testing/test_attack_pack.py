@@ -190,18 +190,14 @@ def test_responses_are_read_through_their_status_code(sjti_kit: Kit) -> None:
 
 
 @pytest.mark.parametrize("answer", [None, "200", True, 200.0])
-def test_a_send_returning_no_status_is_a_configuration_error(
-    sjti_kit: Kit, answer: object
-) -> None:
+def test_a_send_returning_no_status_is_a_configuration_error(sjti_kit: Kit, answer: object) -> None:
     """A send that forgets to return the status must not count as accepted or refused."""
     with pytest.raises(ConfigurationError):
         case("good-token", sjti_kit).check(lambda token: answer)  # type: ignore[arg-type,return-value]
 
 
 @pytest.mark.parametrize("refused", [set(), {200}, {401, 204}, {True}])
-def test_refused_statuses_must_be_non_success_statuses(
-    sjti_kit: Kit, refused: set[int]
-) -> None:
+def test_refused_statuses_must_be_non_success_statuses(sjti_kit: Kit, refused: set[int]) -> None:
     """Declaring a 2xx as a refusal would make every attack pass."""
     with pytest.raises(ConfigurationError):
         case("good-token", sjti_kit).check(lambda token: 200, refused=refused)

@@ -42,7 +42,7 @@ def test_loading_the_plugin_imports_only_its_own_modules() -> None:
         "import sjti.testing.plugin\n"
         "print(' '.join(sorted(set(sys.modules) - before)))\n"
     )
-    out = subprocess.run(
+    out = subprocess.run(  # noqa: S603 - fixed argv, our own interpreter
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == [
@@ -59,7 +59,9 @@ def test_loading_the_plugin_imports_only_its_own_modules() -> None:
 def test_sjti_testing_imports_no_pytest() -> None:
     """The demo imports FrozenClock from here in installs without pytest."""
     code = "import sys, sjti.testing\nprint('pytest' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(  # noqa: S603 - fixed argv, our own interpreter
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "False"
 
 

@@ -171,7 +171,9 @@ def _good_token(kit: Kit, probe: _Probe) -> None:
     probe.accepted(kit.users.token(user), "a good token")
 
 
-def _forged(edit: Callable[[dict[str, Any], Kit], dict[str, Any]], *, reseal: bool) -> Play:
+def _forged(
+    edit: Callable[[dict[str, Any], Kit], dict[str, Any]], what: str, *, reseal: bool
+) -> Play:
     """Change the claims of a good token and re-sign them with the app key; ``reseal``
     recomputes ``sjti`` with the user's key too (so only the boundary can refuse)."""
 
@@ -185,7 +187,7 @@ def _forged(edit: Callable[[dict[str, Any], Kit], dict[str, Any]], *, reseal: bo
             return forge.resign(parts.header_segment, sealed, kit.issuer.key)
 
         probe.accepted(sign(dict(parts.claims)), "the control (the same claims, re-signed)")
-        probe.refused(sign(edit(dict(parts.claims), kit)), "the edited token")
+        probe.refused(sign(edit(dict(parts.claims), kit)), what)
 
     return play
 
@@ -330,21 +332,31 @@ def _deleted_user(kit: Kit, probe: _Probe) -> None:
 
 ATTACKS: Final[tuple[Attack, ...]] = (
     Attack("good-token", "control", "a fresh user's token is accepted", _good_token),
-    Attack("expired", "boundary", "exp is in the past", _forged(_expired, reseal=True)),
     Attack(
-        "not-yet-valid", "boundary", "nbf is in the future", _forged(_not_yet_valid, reseal=True)
+        "expired",
+        "boundary",
+        "exp is in the past",
+        _forged(_expired, "a token whose exp has passed", reseal=True),
+    ),
+    Attack(
+        "not-yet-valid",
+        "boundary",
+        "nbf is in the future",
+        _forged(_not_yet_valid, "a token whose nbf is ahead", reseal=True),
     ),
     Attack(
         "wrong-issuer",
         "boundary",
         "iss names another issuer",
-        _forged(lambda c, k: {**c, "iss": _ATTACKER}, reseal=True),
+        _forged(lambda c, k: {**c, "iss": _ATTACKER}, "a token of another issuer", reseal=True),
     ),
     Attack(
         "wrong-audience",
         "boundary",
         "aud names another API",
-        _forged(lambda c, k: {**c, "aud": _ATTACKER + "/api"}, reseal=True),
+        _forged(
+            lambda c, k: {**c, "aud": _ATTACKER + "/api"}, "a token for another API", reseal=True
+        ),
     ),
     Attack("alg-none", "boundary", "an unsigned token", _alg_none),
     Attack(
@@ -360,19 +372,19 @@ ATTACKS: Final[tuple[Attack, ...]] = (
         "app-key-stretched-exp",
         "user",
         "exp stretched and re-signed with the app key",
-        _forged(_stretched, reseal=False),
+        _forged(_stretched, "a token whose exp was stretched with the app key", reseal=False),
     ),
     Attack(
         "app-key-added-claims",
         "user",
         "roles added and re-signed with the app key",
-        _forged(_added_claims, reseal=False),
+        _forged(_added_claims, "a token given roles with the app key", reseal=False),
     ),
     Attack(
         "app-key-without-sjti",
         "user",
         "sjti removed and re-signed with the app key",
-        _forged(_without_sjti, reseal=False),
+        _forged(_without_sjti, "a token stripped of sjti with the app key", reseal=False),
     ),
     Attack("other-users-key", "user", "bound to another user's key", _other_users_key),
     Attack("revoked-user", "user", "the user was revoked", _revoked_user),

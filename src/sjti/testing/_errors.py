@@ -28,6 +28,8 @@ class AttackError(AssertionError):
     """A case of the attack pack failed. ``attack`` is its name, ``status`` the answer
     (``None`` when ``send`` raised)."""
 
+    __module__ = "sjti.testing"  # reports name the public path, not the private module
+
     def __init__(self, attack: str, status: int | None, message: str) -> None:
         super().__init__(f"[{attack}] {message}")
         self.attack = attack
@@ -37,14 +39,22 @@ class AttackError(AssertionError):
 class AttackAcceptedError(AttackError):
     """The endpoint accepted a token it must refuse: a security hole."""
 
+    __module__ = "sjti.testing"
+
 
 class ControlRefusedError(AttackError):
     """The endpoint refused a good token, so a refusal of the attack proves nothing."""
+
+    __module__ = "sjti.testing"
 
 
 class UnexpectedStatusError(AttackError):
     """The answer was neither a success nor one of the declared refusal statuses."""
 
+    __module__ = "sjti.testing"
+
 
 class EndpointCrashedError(AttackError):
     """``send`` raised (the endpoint crashed, or the client did): a 500 in production."""
+
+    __module__ = "sjti.testing"
