@@ -56,6 +56,8 @@ __all__ = [
     "disable_users_too",
     "revoke_families_of",
     "revoke_family_too",
+    "revoke_other_families_too",
+    "set_password_too",
 ]
 
 
@@ -163,6 +165,42 @@ def revoke_family_too(family_id: str) -> Any:
             .where(families.c.id == family_id)
             .values(revoked=True, revoked_at=utc_now())
             .returning(families.c.id)
+        )
+
+    return plan
+
+
+def revoke_other_families_too(keep: str, counted: list[int]) -> Any:
+    """The ``also`` sub-plan of "sign out all other devices": every live family of the
+    selected users but ``keep`` (the device asking), with the key rotation."""
+
+    def plan(user_ids: Sequence[Any]) -> Plan[None]:
+        rows = yield Fetch(
+            update(families)
+            .where(
+                families.c.user_id.in_(list(user_ids)),
+                families.c.id != keep,
+                families.c.revoked.is_(False),
+            )
+            .values(revoked=True, revoked_at=utc_now())
+            .returning(families.c.id)
+        )
+        counted.append(len(rows))
+
+    return plan
+
+
+def set_password_too(password_hash: str, then: Any) -> Any:
+    """The ``also`` sub-plan of a password change: the new hash, committed with the key
+    rotation and ``then`` (the families it ends), or not at all."""
+
+    def plan(user_ids: Sequence[Any]) -> Plan[None]:
+        yield from then(user_ids)
+        yield Fetch(
+            update(users)
+            .where(users.c.id.in_(list(user_ids)))
+            .values(password_hash=password_hash)
+            .returning(users.c.id)
         )
 
     return plan
