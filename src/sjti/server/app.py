@@ -10,7 +10,7 @@ import anyio
 from fastapi import FastAPI
 
 from .. import __version__
-from . import errors, openapi
+from . import errors, openapi, web
 from .limits import BodyLimit
 from .routes import admin, auth, me, oauth, ops, wellknown
 from .services import Services
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (auth, me, admin, oauth, wellknown, ops):
         app.include_router(module.router)
     errors.install(app)
+    web.install(app)  # /account and /admin pages (after errors: HTML error pages)
     openapi.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
