@@ -48,7 +48,7 @@ from ._errors import (
     EndpointCrashedError,
     UnexpectedStatusError,
 )
-from ._kit import Kit, Send
+from ._kit import Kit, Send, SjtiUser
 
 __all__ = ["ATTACKS", "DEFAULT_REFUSED", "Attack", "AttackCase", "Layer", "select_attacks"]
 
@@ -166,9 +166,16 @@ class AttackCase:
 # -- the cases ------------------------------------------------------------------------------
 
 
-def _good_token(kit: Kit, probe: _Probe) -> None:
+def _control(kit: Kit, probe: _Probe, what: str = "the control token") -> tuple[SjtiUser, str]:
+    """A new user and a good token of theirs, which the endpoint must accept."""
     user = kit.users.create()
-    probe.accepted(kit.users.token(user), "a good token")
+    token = kit.users.token(user)
+    probe.accepted(token, what)
+    return user, token
+
+
+def _good_token(kit: Kit, probe: _Probe) -> None:
+    _control(kit, probe, "a good token")
 
 
 def _forged(
@@ -219,9 +226,7 @@ def _without_sjti(claims: dict[str, Any], kit: Kit) -> dict[str, Any]:
 
 
 def _alg_none(kit: Kit, probe: _Probe) -> None:
-    user = kit.users.create()
-    token = kit.users.token(user)
-    probe.accepted(token, "the control token")
+    _, token = _control(kit, probe)
     parts = forge.split(token)
     for alg in ("none", "None", "NONE"):
         probe.refused(forge.alg_none(parts, alg), f"an unsigned token (alg {alg!r})")
@@ -234,9 +239,7 @@ def _asymmetric(kit: Kit) -> str | None:
 
 
 def _hs_with_public_key(kit: Kit, probe: _Probe) -> None:
-    user = kit.users.create()
-    token = kit.users.token(user)
-    probe.accepted(token, "the control token")
+    _, token = _control(kit, probe)
     parts = forge.split(token)
     for secret in forge.public_key_secrets(kit.issuer.key.verifying_key):
         probe.refused(
@@ -256,9 +259,7 @@ def _attacker_key(alg: str) -> SigningKey:
 
 
 def _unknown_kid(kit: Kit, probe: _Probe) -> None:
-    user = kit.users.create()
-    token = kit.users.token(user)
-    probe.accepted(token, "the control token")
+    _, token = _control(kit, probe)
     attacker = _attacker_key(kit.issuer.key.alg)
     if kit.keys.get(attacker.kid) is not None:
         raise ConfigurationError("sjti_keys holds the kid the pack uses for unknown keys")
@@ -266,9 +267,7 @@ def _unknown_kid(kit: Kit, probe: _Probe) -> None:
 
 
 def _tampered(kit: Kit, probe: _Probe) -> None:
-    user = kit.users.create()
-    token = kit.users.token(user)
-    probe.accepted(token, "the control token")
+    _, token = _control(kit, probe)
     probe.refused(forge.tamper_signature(token), "a token with a flipped signature bit")
 
 
@@ -284,9 +283,7 @@ def _other_users_key(kit: Kit, probe: _Probe) -> None:
 
 
 def _revoked_user(kit: Kit, probe: _Probe) -> None:
-    user = kit.users.create()
-    token = kit.users.token(user)
-    probe.accepted(token, "the token before the revocation")
+    user, token = _control(kit, probe, "the token before the revocation")
     kit.users.revoke(user)
     probe.refused(token, "a token issued before its user was revoked")
 
@@ -323,9 +320,7 @@ def _can_delete(kit: Kit) -> str | None:
 
 
 def _deleted_user(kit: Kit, probe: _Probe) -> None:
-    user = kit.users.create()
-    token = kit.users.token(user)
-    probe.accepted(token, "the token before the deletion")
+    user, token = _control(kit, probe, "the token before the deletion")
     kit.users.delete(user)
     probe.refused(token, "a token of a deleted user")
 
