@@ -70,12 +70,13 @@ def verifier(boundary: BoundaryVerifier) -> UserVerifier:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, None]:
-    """In CI (SJTI_REQUIRE_SERVICES=1) a skipped service test is a failure, not a pass."""
+    """In CI (SJTI_REQUIRE_SERVICES=1) a skipped service or browser test is a failure, not
+    a pass."""
     report = yield
     result = report.get_result()  # type: ignore[attr-defined]
     if (
         result.skipped
-        and item.get_closest_marker("service") is not None
+        and any(item.get_closest_marker(m) is not None for m in ("service", "browser"))
         and os.environ.get("SJTI_REQUIRE_SERVICES") == "1"
     ):
         result.outcome = "failed"

@@ -15,14 +15,14 @@ from starlette.staticfiles import StaticFiles
 
 from . import account, console
 from ._render import STATIC, SecurityHeaders, install_html_errors
-from ._session import SignInRequired, cookies_for, sign_in_redirect
+from ._session import SignInRequired, sign_in_redirect
 
 __all__ = ["install"]
 
 
 async def _sign_in(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SignInRequired)  # noqa: S101 - registered for this type
-    return sign_in_redirect(exc.next_path, cookies_for(request, request.app.state.services))
+    return sign_in_redirect(exc.next_path)
 
 
 def install(app: FastAPI) -> None:

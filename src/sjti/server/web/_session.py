@@ -219,12 +219,10 @@ def safe_next(value: str | None) -> str:
     return "/account"
 
 
-def sign_in_redirect(next_path: str, cookies: Cookies | None = None) -> RedirectResponse:
-    response = RedirectResponse(f"/account/signin?next={quote(safe_next(next_path))}", 303)
-    if cookies is not None:
-        for name in (cookies.access, cookies.refresh):
-            response.delete_cookie(name, path="/", secure=cookies.secure, httponly=True)
-    return response
+def sign_in_redirect(next_path: str) -> RedirectResponse:
+    """To the sign-in page. The cookies stay: this answer may be to a cross-site request,
+    which must not be able to sign anyone out."""
+    return RedirectResponse(f"/account/signin?next={quote(safe_next(next_path))}", 303)
 
 
 def signed_in(request: Request, services: ServicesDep) -> PageSession:
