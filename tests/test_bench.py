@@ -48,6 +48,7 @@ ROWS = (
     "floor.ed25519_verify",
     "floor.hmac_sha256",
     "floor.minimal_verify.HS256",
+    "floor.sqlite_select_pk",
     *(
         f"{peer}.{op}.HS256"
         for peer in ("pyjwt", "joserfc", "authlib", "python_jose")
@@ -59,6 +60,8 @@ ACK_ROWS = ("sjti.revoke_ack_all_p50_ms", "sjti.revoke_ack_all_p99_ms")
 INCOMPLETE_ROW = "sjti.revoke_ack_all_incomplete"
 SERVICE_ROWS = (
     "sjti.verify_full_postgres.HS256",
+    "sjti.verify_full_postgres_async.HS256",
+    "floor.pg_select_pk",
     "sjti.revoke_propagation_p50_ms",
     "sjti.revoke_propagation_p99_ms",
     *ACK_ROWS,
@@ -73,6 +76,7 @@ RATIOS = (
     "issue_hs256_vs_fastest_peer_encode",
     "boundary_eddsa_vs_ed25519_floor",
     "full_cached_hs256_vs_key_in_hand",
+    "sqlite_miss_vs_driver_floor",
 )
 PROPAGATION_RATIO = "revoke_propagation_p99"
 ACK_RATIOS = ("revoke_ack_all_p99", "revoke_ack_all_complete")
@@ -366,6 +370,55 @@ def test_ratios_flag_a_missed_target_and_skip_missing_peers() -> None:
     ) == (None, None)
 
 
+def test_miss_targets_count_the_time_above_the_key_in_hand_in_floors() -> None:
+    """(store miss - verify_full) / driver floor, against 2 (SQLite) and 1.3 (PostgreSQL)."""
+    ratios = {
+        r.name: r
+        for r in compute_ratios(
+            {
+                "sjti.verify_full.HS256": 10.0,
+                "sjti.verify_full_sqlite.HS256": 30.0,
+                "floor.sqlite_select_pk": 8.0,
+                "sjti.verify_full_postgres.HS256": 150.0,
+                "floor.pg_select_pk": 100.0,
+            }
+        )
+    }
+    sqlite, postgres = (
+        ratios["sqlite_miss_vs_driver_floor"],
+        ratios["postgres_miss_vs_driver_floor"],
+    )
+    assert (sqlite.value, sqlite.target, sqlite.passed) == (2.5, 2.0, False)
+    assert (sqlite.baseline, sqlite.offset) == ("floor.sqlite_select_pk", "sjti.verify_full.HS256")
+    assert (postgres.value, postgres.target, postgres.passed) == (1.4, 1.3, False)
+    fast = compute_ratios(
+        {
+            "sjti.verify_full.HS256": 10.0,
+            "sjti.verify_full_postgres.HS256": 120.0,
+            "floor.pg_select_pk": 100.0,
+        }
+    )
+    by_name = {r.name: r for r in fast}
+    assert by_name["postgres_miss_vs_driver_floor"].passed is True
+    assert by_name["sqlite_miss_vs_driver_floor"].value is None
+
+
+@pytest.mark.service
+def test_service_run_times_the_driver_floors_and_the_async_miss(
+    service_run: tuple[int, dict[str, Any]],
+) -> None:
+    """The PostgreSQL floor and the async miss are timed, and the miss target has a value."""
+    _, document = service_run
+    values = {row["name"]: row["ns_per_op"] for row in document["rows"]}
+    assert values["floor.pg_select_pk"] > 0
+    assert values["sjti.verify_full_postgres_async.HS256"] > 0
+    assert document["stats"]["floor.pg_select_pk"]["group"] == "floor"
+    ratio = document["ratios"]["postgres_miss_vs_driver_floor"]
+    assert ratio["offset"] == "sjti.verify_full.HS256"
+    assert math.isfinite(ratio["value"])
+    assert type(ratio["pass"]) is bool
+
+
 def _fake_result(ratio_value: float) -> BenchResult:
     rows = (
         Row("sjti.verify_boundary.HS256", "sjti", "verify", 10.0, 9.0, 10.0, 11.0, 1000, 3),
@@ -468,11 +521,15 @@ def test_precheck_refuses_a_cache_the_store_does_not_invalidate(tmp_path: Path) 
 
 
 def test_store_cases_pass_their_precheck() -> None:
-    """The cache-hit and SQLite cases as the bench builds them are honest."""
+    """The cache-hit, SQLite and SQLite-floor cases as the bench builds them are honest."""
     fx = make_fixture()
     with contextlib.ExitStack() as stack:
         cases = _backends._sqlite_cases(fx, stack)
-        assert [c.name for c in cases] == [_backends.CACHED, _backends.SQLITE]
+        assert [c.name for c in cases] == [
+            _backends.CACHED,
+            _backends.SQLITE,
+            _backends.SQLITE_FLOOR,
+        ]
         for case in cases:
             precheck(case)
 

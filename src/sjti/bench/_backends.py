@@ -5,6 +5,13 @@
 * ``sjti.verify_full_sqlite.HS256`` / ``sjti.verify_full_postgres.HS256``: a cache miss on
   every verification, i.e. one ``SELECT`` through :class:`~sjti.stores.sql.SqlSecretStore`
   on a SQLite file in a temporary directory / on a scratch PostgreSQL database.
+* ``sjti.verify_full_postgres_async.HS256``: the same miss through
+  :class:`~sjti.stores.sql_async.AsyncSqlSecretStore` (psycopg async), each call driven
+  to completion on an event loop the bench keeps (``run_until_complete`` included).
+* ``floor.sqlite_select_pk`` / ``floor.pg_select_pk``: the store's primary-key ``SELECT``
+  on the same table through the raw driver (sqlite3, with its statement cache; psycopg in
+  autocommit, prepared): what the miss path cannot beat. The targets compare each store
+  miss's time above ``sjti.verify_full.HS256`` with its floor.
 * ``sjti.revoke_propagation_p50_ms`` / ``_p99_ms``: three node processes sharing the scratch
   database and Redis (:mod:`sjti.bench.multinode`); measured once, after the timed loop.
 * ``sjti.revoke_ack_all_p50_ms`` / ``_p99_ms`` / ``sjti.revoke_ack_all_incomplete``: on the
@@ -74,12 +81,15 @@ __all__ = [
     "CATCHUP_CLEAR",
     "DEFAULT_POSTGRES_URL",
     "DEFAULT_REDIS_URL",
+    "PG_FLOOR",
     "POSTGRES",
+    "POSTGRES_ASYNC",
     "POSTGRES_ENV",
     "PROPAGATION_P50",
     "PROPAGATION_P99",
     "REDIS_ENV",
     "SQLITE",
+    "SQLITE_FLOOR",
     "Backends",
     "ClusterMeasures",
     "measure_outage",
@@ -96,6 +106,13 @@ REDIS_ENV: Final = "SJTI_BENCH_REDIS_URL"
 CACHED: Final = "sjti.verify_full_cached.HS256"
 SQLITE: Final = "sjti.verify_full_sqlite.HS256"
 POSTGRES: Final = "sjti.verify_full_postgres.HS256"
+POSTGRES_ASYNC: Final = "sjti.verify_full_postgres_async.HS256"
+SQLITE_FLOOR: Final = "floor.sqlite_select_pk"
+PG_FLOOR: Final = "floor.pg_select_pk"
+# The store's hot statement on the owned table, as the raw driver runs it.
+_FLOOR_SQL: Final = (
+    "SELECT user_id, wrapped_secret, kek_id FROM sjti_user_secrets WHERE user_id = {}"
+)
 PROPAGATION_P50: Final = "sjti.revoke_propagation_p50_ms"
 PROPAGATION_P99: Final = "sjti.revoke_propagation_p99_ms"
 ACK_P50: Final = "sjti.revoke_ack_all_p50_ms"
@@ -223,7 +240,12 @@ def _verify_case(
 ) -> tuple[Callable[[str], object], Case]:
     verifier = UserVerifier(BoundaryVerifier(fx.hs_key, fx.policy))
     verify = functools.partial(verifier.verify_with, lookup=lookup)
-    case = Case(
+    return verify, _checked_case(name, prepared, verify)
+
+
+def _checked_case(name: str, prepared: _Prepared, verify: Callable[[str], object]) -> Case:
+    """Time ``verify`` on the prepared token; it must return its claims, refuse the rest."""
+    return Case(
         name,
         "sjti",
         "verify",
@@ -231,14 +253,13 @@ def _verify_case(
         expect_claims(prepared.claims),
         _rejects(verify, prepared.refused),
     )
-    return verify, case
 
 
-def _store(engine: Engine) -> SqlSecretStore:
+def _store(engine: Engine, ring: KekRing | None = None) -> SqlSecretStore:
     from ..stores.sql import SqlSecretStore, upgrade
 
     upgrade(engine)
-    return SqlSecretStore(engine, KekRing([Kek.generate("bench")]))
+    return SqlSecretStore(engine, ring or KekRing([Kek.generate("bench")]))
 
 
 def _sqlite_cases(fx: Fixture, stack: contextlib.ExitStack) -> list[Case]:
@@ -272,7 +293,31 @@ def _sqlite_cases(fx: Fixture, stack: contextlib.ExitStack) -> list[Case]:
 
     cached_case = dataclasses.replace(cached_case, check=from_the_cache)
     _, sqlite_case = _verify_case(SQLITE, fx, prepared, _store_lookup(store))
-    return [cached_case, sqlite_case]
+    stack.callback(store.close)  # before engine.dispose (callbacks run last in, first out)
+    return [cached_case, sqlite_case, _sqlite_floor(stack, Path(directory) / "bench.db")]
+
+
+def _select_pk_check(result: object) -> str | None:
+    """A floor row must return the subject's stored row (id, wrapped secret, KEK id)."""
+    if not isinstance(result, tuple) or len(result) != 3 or result[0] != SUBJECT:
+        return "did not return the subject's row"
+    if not isinstance(result[1], str) or not result[1].startswith("v1."):
+        return "returned no wrapped secret"
+    return None
+
+
+def _sqlite_floor(stack: contextlib.ExitStack, path: Path) -> Case:
+    """The PK SELECT through sqlite3 on its own connection to the same file."""
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    stack.callback(connection.close)
+    execute, statement = connection.execute, _FLOOR_SQL.format("?")
+
+    def select_pk() -> object:
+        return execute(statement, (SUBJECT,)).fetchone()
+
+    return Case(SQLITE_FLOOR, "floor", "verify", select_pk, _select_pk_check)
 
 
 def _drop_database(libpq_url: str, name: str) -> None:
@@ -319,18 +364,62 @@ def _postgres_scratch(
     return _with_database(url, name), shown
 
 
-def _postgres_case(fx: Fixture, stack: contextlib.ExitStack, database_url: str) -> Case:
+def _postgres_cases(fx: Fixture, stack: contextlib.ExitStack, database_url: str) -> list[Case]:
+    """The PostgreSQL miss through the sync and the async store (same tables, same KEK
+    ring), and the raw driver's floor."""
+    import asyncio
+
     from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from ..stores.sql_async import AsyncSqlSecretStore
 
     engine = create_engine(database_url)
     stack.callback(engine.dispose)
+    ring = KekRing([Kek.generate("bench")])
     try:
-        store = _store(engine)
+        store = _store(engine, ring)
         prepared = _prepare(fx, store)
     except (SjtiError, SQLAlchemyError) as exc:
         raise CaseError(f"{POSTGRES}: setting up the store failed: {_first_line(exc)}") from exc
-    return _verify_case(POSTGRES, fx, prepared, _store_lookup(store))[1]
+    stack.callback(store.close)  # before engine.dispose (callbacks run last in, first out)
+    sync_case = _verify_case(POSTGRES, fx, prepared, _store_lookup(store))[1]
+
+    loop = asyncio.new_event_loop()
+    stack.callback(loop.close)
+    async_engine = create_async_engine(database_url)
+    stack.callback(lambda: loop.run_until_complete(async_engine.dispose()))
+    async_store = AsyncSqlSecretStore(async_engine, ring)
+
+    async def lookup(user_id: str) -> UserKey:
+        key = await async_store.load(user_id)
+        if key is None:
+            raise RevokedTokenError()
+        return key
+
+    verifier = UserVerifier(BoundaryVerifier(fx.hs_key, fx.policy))
+
+    def verify(token: str) -> object:
+        return loop.run_until_complete(verifier.averify_with(token, lookup))
+
+    async_case = _checked_case(POSTGRES_ASYNC, prepared, verify)
+    return [sync_case, async_case, _pg_floor(stack, database_url)]
+
+
+def _pg_floor(stack: contextlib.ExitStack, database_url: str) -> Case:
+    """The PK SELECT through psycopg: its own connection, autocommit, prepared."""
+    import psycopg
+
+    libpq = _postgres_urls(database_url)[1]
+    connection = psycopg.connect(libpq, autocommit=True, connect_timeout=_CONNECT_TIMEOUT_S)
+    stack.callback(connection.close)
+    execute, statement = connection.execute, _FLOOR_SQL.format("%s")
+
+    def select_pk() -> object:
+        return execute(statement, (SUBJECT,), prepare=True).fetchone()
+
+    return Case(PG_FLOOR, "floor", "verify", select_pk, _select_pk_check)
 
 
 def _redis_answers(url: str, notes: list[str]) -> bool:
@@ -385,7 +474,7 @@ def open_backends(
             notes.append("revocation across nodes skipped: it needs PostgreSQL")
         return backends
     backends.database_url, backends.shown["postgres"] = scratch
-    backends.cases.append(_postgres_case(fx, stack, backends.database_url))
+    backends.cases.extend(_postgres_cases(fx, stack, backends.database_url))
     if redis_url is not None and _redis_answers(redis_url, notes):
         backends.redis_url = redis_url
         backends.shown["redis"] = redact(redis_url)

@@ -81,7 +81,9 @@ class Ratio:
     For ``op == ">="`` the value is how many times faster ``subject`` is than ``baseline``
     (baseline time / subject time); for ``"<="`` it is subject time / baseline time.
     With no baseline (``unit`` other than ``"x"``) the value is the subject row's own
-    value, in ``unit`` (e.g. a p99 in ms against a bound in ms).
+    value, in ``unit`` (e.g. a p99 in ms against a bound in ms). With an ``offset`` row
+    the value is (subject time - offset time) / baseline time: what the subject adds to
+    the offset, in baselines (a store miss above the key in hand, in driver floors).
     ``value`` is ``None`` when a row is missing (e.g. no peer installed, no services).
     """
 
@@ -93,6 +95,7 @@ class Ratio:
     op: Literal[">=", "<="]
     target: float
     unit: str = "x"
+    offset: str | None = None
 
     @property
     def passed(self) -> bool | None:
@@ -192,6 +195,27 @@ _TARGETS: Final[
 )
 
 
+# name, description, subject, offset, floor, bound: subject <= offset + bound x floor
+_OVER_FLOOR: Final[tuple[tuple[str, str, str, str, str, float], ...]] = (
+    (
+        "sqlite_miss_vs_driver_floor",
+        "SQLite store miss: time above the key in hand, in raw-driver SELECTs",
+        "sjti.verify_full_sqlite.HS256",
+        "sjti.verify_full.HS256",
+        "floor.sqlite_select_pk",
+        2.0,
+    ),
+    (
+        "postgres_miss_vs_driver_floor",
+        "PostgreSQL store miss: time above the key in hand, in raw-driver SELECTs",
+        "sjti.verify_full_postgres.HS256",
+        "sjti.verify_full.HS256",
+        "floor.pg_select_pk",
+        1.3,
+    ),
+)
+
+
 def compute_ratios(values: Mapping[str, float]) -> tuple[Ratio, ...]:
     """The issue's targets, evaluated on ``{row name: value}`` (ns/op for timed rows, the
     row's own unit for :class:`Measure` rows)."""
@@ -208,6 +232,11 @@ def compute_ratios(values: Mapping[str, float]) -> tuple[Ratio, ...]:
                 base, mine = values[baseline], values[subject]
                 value = base / mine if op == ">=" else mine / base
         ratios.append(Ratio(name, description, subject, baseline, value, op, target, unit))
+    for name, description, subject, offset, floor, bound in _OVER_FLOOR:
+        over: float | None = None
+        if all(row in values for row in (subject, offset, floor)):
+            over = (values[subject] - values[offset]) / values[floor]
+        ratios.append(Ratio(name, description, subject, floor, over, "<=", bound, "x", offset))
     return tuple(ratios)
 
 
@@ -295,6 +324,7 @@ class BenchResult:
                     "op": r.op,
                     "target": r.target,
                     "unit": r.unit,
+                    "offset": r.offset,
                     "pass": r.passed,
                 }
                 for r in self.ratios

@@ -34,7 +34,7 @@ __all__ = [
     "count_rewrap",
     "describe_rewrap",
     "ensure",
-    "load",
+    "open_found",
     "revoke",
     "revoke_cohort",
     "revoke_many",
@@ -63,15 +63,12 @@ def _open(ctx: st.Context, user_id: str, rows: Rows) -> bytes | None:
     return rv.open_secret(ctx.ring, user_id, row["wrapped"], row.get("kek_id"))
 
 
-def load(ctx: st.Context, user_id: str) -> Job[bytes | None]:
-    def plan() -> Plan[bytes | None]:
-        id_value = st.coerce_id(ctx.target, user_id)
-        if id_value is None:
-            return None
-        rows = yield Fetch(st.select_secret(ctx, id_value))
-        return _open(ctx, user_id, rows)
-
-    return _read(plan())
+def open_found(ctx: st.Context, user_id: str, row: Sequence[Any] | None) -> bytes | None:
+    """The secret in the hot lookup's row ``(user_id, wrapped[, kek_id])``, ``None`` if the
+    row is missing or holds no secret (:mod:`sjti.stores._lookup` runs the statement)."""
+    if row is None or row[1] is None:
+        return None
+    return rv.open_secret(ctx.ring, user_id, row[1], row[2] if len(row) > 2 else None)
 
 
 def ensure(ctx: st.Context, user_id: str) -> Job[bytes]:

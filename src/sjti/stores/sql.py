@@ -46,6 +46,7 @@ from .._core.binding import UserKey
 from .._core.wrapping import KekRing
 from ..errors import BackendError
 from . import _eventlog as eventlog
+from . import _lookup as lookups
 from . import _plans as plans
 from . import _revocation as rv
 from . import _statements as st
@@ -125,6 +126,7 @@ class SqlSecretStore:
             notify_channel,
             clock,
         )
+        self._lane = lookups.Lane(engine, lookups.compile_lookup(self._ctx, engine.dialect))
         self._listeners: list[RevocationListener] = []
         self._event_listeners: list[EventListener] = []
 
@@ -132,12 +134,21 @@ class SqlSecretStore:
     def engine(self) -> Engine:
         return self._engine
 
+    def close(self) -> None:
+        """Give the connections held for lookups back to the engine's pool (call it before
+        ``engine.dispose()``; the store still works afterwards and takes them again)."""
+        self._lane.close()
+
     @property
     def layout(self) -> Layout:
         return self._layout
 
     def load_secret(self, user_id: str) -> bytes | None:
-        return self._run(plans.load(self._ctx, user_id))
+        """The hot lookup: one primary-key SELECT at the driver's floor (see _lookup)."""
+        id_value = st.coerce_id(self._ctx.target, user_id)
+        if id_value is None:
+            return None
+        return plans.open_found(self._ctx, user_id, self._lane.fetch(id_value))
 
     def load(self, user_id: str) -> UserKey | None:
         secret = self.load_secret(user_id)

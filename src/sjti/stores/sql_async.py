@@ -26,6 +26,7 @@ from .._core.binding import UserKey
 from .._core.wrapping import KekRing
 from ..errors import BackendError
 from . import _eventlog as eventlog
+from . import _lookup as lookups
 from . import _plans as plans
 from . import _revocation as rv
 from . import _statements as st
@@ -90,6 +91,7 @@ class AsyncSqlSecretStore:
             notify_channel,
             clock,
         )
+        self._lookup = lookups.compile_lookup(self._ctx, engine.dialect)
         self._listeners: list[RevocationListener] = []
         self._event_listeners: list[EventListener] = []
 
@@ -98,7 +100,21 @@ class AsyncSqlSecretStore:
         return self._engine
 
     async def load_secret(self, user_id: str) -> bytes | None:
-        return await self._run(plans.load(self._ctx, user_id))
+        """The hot lookup: the compiled primary-key SELECT on the DBAPI connection, one
+        round trip (see _lookup), on a pooled connection per call."""
+        id_value = st.coerce_id(self._ctx.target, user_id)
+        if id_value is None:
+            return None
+        try:
+            async with self._engine.connect() as conn:
+                try:
+                    row = await conn.run_sync(lookups.fetch_on, self._lookup, id_value)
+                except Exception as exc:  # a driver failure: drop the connection, fail closed
+                    await conn.invalidate()
+                    raise BackendError("secret store unavailable") from lookups.cause(exc)
+        except (DBAPIError, PoolTimeoutError) as exc:
+            raise BackendError("secret store unavailable") from plans.driver_error(exc)
+        return plans.open_found(self._ctx, user_id, row)
 
     async def load(self, user_id: str) -> UserKey | None:
         secret = await self.load_secret(user_id)
