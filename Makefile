@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install serve demo test check lint typecheck pytest mutate bench bench-http bench-docs soak lock clean
+.PHONY: install serve demo test check lint typecheck pytest browser mutate bench bench-http bench-docs soak lock clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -34,8 +34,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install browser
 	$(BIN)/pytest
+
+browser:                 ## Chromium for the web pages' browser tests (Debian package; as root, else they skip)
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 mutate: install          ## mutation testing of the security core, from a copy in build/mutate (docs/testing.md)
 	rm -rf build/mutate && mkdir -p build/mutate && cp -a pyproject.toml src tests build/mutate/
