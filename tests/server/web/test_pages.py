@@ -247,6 +247,16 @@ def test_the_admin_console_escapes_hostile_text_and_exports_safe_csv(web_server:
         assert "'=HYPERLINK" in exported.text
 
 
+def test_health_shows_the_bus_the_cache_and_the_kek_ids(web_server: Server) -> None:
+    """SQLite without a bus: no bus, the cache bypassed, one primary KEK (the key file's)."""
+    with signed_in(web_server, "root") as admin:
+        page = admin.get("/admin/health")
+    assert page.status_code == 200
+    assert 'id="bus-kind">none<' in page.text
+    assert 'id="cache-trust">bypassed' in page.text
+    assert re.search(r"<code>[^<]+</code>: primary", page.text) is not None
+
+
 def test_next_after_sign_in_stays_on_these_pages() -> None:
     assert safe_next("/admin/audit?kind=user") == "/admin/audit?kind=user"
     for hostile in ("https://evil.example/", "//evil.example", "/account//x", "/docs", None):
