@@ -25,11 +25,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sjti import BoundaryVerifier, ClaimsPolicy, KeySet
+from sjti import BoundaryVerifier, ClaimsPolicy, KeySet, Settings
 from sjti.asgi import BoundaryMiddleware, claims_from_scope
 
-ISSUER = os.environ.get("SJTI_ISSUER", "http://127.0.0.1/internal")
-AUDIENCE = os.environ.get("SJTI_AUDIENCE", "internal-api")
+# issuer/audience/leeway from the one settings model, with defaults that match
+# internal_service.py's. The proxy needs no store, no KEK and no private key.
+os.environ.setdefault("SJTI_ISSUER", "http://127.0.0.1/internal")
+os.environ.setdefault("SJTI_AUDIENCE", "internal-api")
+settings = Settings.load()
 UPSTREAM = os.environ.get("SJTI_UPSTREAM")
 # Hop-by-hop headers (RFC 9110 §7.6.1) and those httpx sets itself are not forwarded.
 DROPPED = {"host", "content-length", "connection", "keep-alive", "te", "upgrade",
@@ -43,7 +46,8 @@ def load_jwks() -> KeySet:
     return KeySet.from_jwks(httpx.get(os.environ["SJTI_JWKS_URL"], timeout=10).content)
 
 
-boundary = BoundaryVerifier(load_jwks(), ClaimsPolicy(issuer=ISSUER, audience=AUDIENCE))
+policy = ClaimsPolicy(issuer=settings.issuer, audience=settings.audience, leeway=settings.leeway)
+boundary = BoundaryVerifier(load_jwks(), policy)
 client: httpx.AsyncClient | None = None
 
 

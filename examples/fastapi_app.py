@@ -6,7 +6,8 @@ Try:  TOKEN=$(curl -s -X POST 'localhost:8000/login?user=alice' | jq -r .access_
       curl -X POST -H "Authorization: Bearer $TOKEN" localhost:8000/logout
       curl -i -H "Authorization: Bearer $TOKEN" localhost:8000/me        # 401 "revoked"
 
-A demo: /login takes no password and the keys live in memory (gone on restart).
+A demo: /login takes no password; with the default settings here the keys live in
+memory (gone on restart).
 """
 
 from __future__ import annotations
@@ -17,32 +18,24 @@ from typing import Annotated, Any
 import uvicorn
 from fastapi import Depends, FastAPI, Request, Response
 
-from sjti import BoundaryVerifier, ClaimsPolicy, Issuer, SigningKey, UserVerifier
+import sjti
 from sjti.asgi import BoundaryMiddleware, claims_from_scope
-from sjti.cache import CachedKeys, KeyCache
 from sjti.fastapi import RequireUser, Verified
-from sjti.stores import MemorySecretStore
 
-ISSUER, AUDIENCE = "http://127.0.0.1/example", "example-api"
-
-# Application keys: sign and verify access tokens (EdDSA, so a JWKS could be published).
-signing_key = SigningKey.generate("EdDSA")
-issuer = Issuer(signing_key, issuer=ISSUER, audience=AUDIENCE, ttl=300)
-boundary = BoundaryVerifier(signing_key, ClaimsPolicy(issuer=ISSUER, audience=AUDIENCE))
-
-# User keys: one secret per user; revoking a user rotates it. One process, so the cache
-# is trusted and the store's listener drops revoked users from it directly.
-store = MemorySecretStore()
-keys = CachedKeys(store, cache=KeyCache(trusted=True))
-store.add_listener(keys.cache.invalidate)
-require_user = RequireUser(UserVerifier(boundary), keys, realm="example")
+# Everything from the one settings model (sjti.toml, SJTI_* variables). The demo's own
+# defaults: keys in memory (set SJTI_DATABASE_URL=sqlite:///demo.db to keep them).
+for name, value in {"DATABASE_URL": "memory://", "ISSUER": "http://127.0.0.1/example",
+                    "AUDIENCE": "example-api", "ACCESS_TTL": "300"}.items():  # fmt: skip
+    os.environ.setdefault(f"SJTI_{name}", value)
+auth = sjti.configure()
+require_user = RequireUser(auth.verifier, auth.user_keys, realm="example")
 
 app = FastAPI(title="sjti FastAPI example")
 # Boundary layer for every request except these paths (same verifier object as
 # RequireUser's, so the dependency reuses the middleware's claims).
 app.add_middleware(
     BoundaryMiddleware,
-    verifier=boundary,
+    verifier=auth.boundary,
     exclude_paths=["/login", "/healthz", "/docs", "/openapi.json"],
     realm="example",
 )
@@ -56,8 +49,7 @@ def healthz() -> dict[str, str]:
 @app.post("/login")
 def login(user: str) -> dict[str, str]:
     """Demo only: a real service checks a password first."""
-    token = issuer.issue(user, store.ensure(user))
-    return {"access_token": token, "token_type": "bearer"}
+    return {"access_token": auth.issue(user), "token_type": "bearer"}
 
 
 @app.get("/hello")
@@ -76,7 +68,7 @@ def me(user: Annotated[Verified, Depends(require_user)]) -> dict[str, Any]:
 @app.post("/logout", status_code=204)
 def logout(user: Annotated[Verified, Depends(require_user)]) -> Response:
     """Revoke every token of the caller (all devices), instantly."""
-    store.revoke(user.subject, actor=user.subject, reason="logout")
+    auth.revoke(user.subject, actor=user.subject, reason="logout")
     return Response(status_code=204)
 
 

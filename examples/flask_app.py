@@ -1,4 +1,4 @@
-"""Flask + sjti: ``@sjti.require_user`` checks both layers on a view.
+"""Flask + sjti: ``@guard.require_user`` checks both layers on a view.
 
 Run:  PORT=5000 python examples/flask_app.py
 Try:  TOKEN=$(curl -s -X POST 'localhost:5000/login?user=alice' | jq -r .access_token)
@@ -6,7 +6,8 @@ Try:  TOKEN=$(curl -s -X POST 'localhost:5000/login?user=alice' | jq -r .access_
       curl -X POST -H "Authorization: Bearer $TOKEN" localhost:5000/logout
       curl -i -H "Authorization: Bearer $TOKEN" localhost:5000/me        # 401 "revoked"
 
-A demo: /login takes no password and the keys live in memory (gone on restart).
+A demo: /login takes no password; with the default settings here the keys live in
+memory (gone on restart).
 """
 
 from __future__ import annotations
@@ -16,24 +17,18 @@ from typing import Any
 
 from flask import Flask, g, request
 
-from sjti import BoundaryVerifier, ClaimsPolicy, Issuer, SigningKey, UserVerifier
-from sjti.cache import CachedKeys, KeyCache
+import sjti
 from sjti.flask import Sjti
-from sjti.stores import MemorySecretStore
 
-ISSUER, AUDIENCE = "http://127.0.0.1/example", "example-api"
-
-signing_key = SigningKey.generate("EdDSA")
-issuer = Issuer(signing_key, issuer=ISSUER, audience=AUDIENCE, ttl=300)
-boundary = BoundaryVerifier(signing_key, ClaimsPolicy(issuer=ISSUER, audience=AUDIENCE))
-
-# One process: a trusted cache, invalidated by the store's listener on every revocation.
-store = MemorySecretStore()
-keys = CachedKeys(store, cache=KeyCache(trusted=True))
-store.add_listener(keys.cache.invalidate)
+# Everything from the one settings model (sjti.toml, SJTI_* variables). The demo's own
+# defaults: keys in memory (set SJTI_DATABASE_URL=sqlite:///demo.db to keep them).
+for name, value in {"DATABASE_URL": "memory://", "ISSUER": "http://127.0.0.1/example",
+                    "AUDIENCE": "example-api", "ACCESS_TTL": "300"}.items():  # fmt: skip
+    os.environ.setdefault(f"SJTI_{name}", value)
+auth = sjti.configure()
 
 app = Flask(__name__)
-sjti = Sjti(app, verifier=UserVerifier(boundary), lookup=keys, realm="example")
+guard = Sjti(app, verifier=auth.verifier, lookup=auth.user_keys, realm="example")
 
 
 @app.get("/healthz")
@@ -45,19 +40,19 @@ def healthz() -> dict[str, str]:
 def login() -> dict[str, str]:
     """Demo only: a real service checks a password first."""
     user = request.args["user"]
-    return {"access_token": issuer.issue(user, store.ensure(user)), "token_type": "bearer"}
+    return {"access_token": auth.issue(user), "token_type": "bearer"}
 
 
 @app.get("/me")
-@sjti.require_user
+@guard.require_user
 def me() -> dict[str, Any]:
     return {"sub": g.sjti_subject, "claims": g.sjti_claims}
 
 
 @app.post("/logout")
-@sjti.require_user
+@guard.require_user
 def logout() -> tuple[str, int]:
-    store.revoke(g.sjti_subject, actor=g.sjti_subject, reason="logout")
+    auth.revoke(g.sjti_subject, actor=g.sjti_subject, reason="logout")
     return "", 204
 
 

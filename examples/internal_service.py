@@ -19,23 +19,17 @@ from typing import Annotated, Any
 import uvicorn
 from fastapi import Depends, FastAPI, Response
 
-from sjti import BoundaryVerifier, ClaimsPolicy, Issuer, KeySet, SigningKey, UserVerifier
-from sjti.cache import CachedKeys, KeyCache
+import sjti
 from sjti.fastapi import RequireUser, Verified
-from sjti.stores import MemorySecretStore
 
-ISSUER = os.environ.get("SJTI_ISSUER", "http://127.0.0.1/internal")
-AUDIENCE = os.environ.get("SJTI_AUDIENCE", "internal-api")
-
-# EdDSA: the JWKS holds only the public key, so the proxy can verify but never sign.
-keyset = KeySet(SigningKey.generate("EdDSA"))
-issuer = Issuer(keyset, issuer=ISSUER, audience=AUDIENCE, ttl=300)
-boundary = BoundaryVerifier(keyset, ClaimsPolicy(issuer=ISSUER, audience=AUDIENCE))
-
-store = MemorySecretStore()
-keys = CachedKeys(store, cache=KeyCache(trusted=True))
-store.add_listener(keys.cache.invalidate)  # one process: revocations drop cache entries
-require_user = RequireUser(UserVerifier(boundary), keys, realm="internal")
+# The one settings model (sjti.toml, SJTI_* variables), with this demo's defaults: keys in
+# memory. EdDSA (the default alg): the JWKS holds only the public key, so the proxy can
+# verify but never sign.
+for name, value in {"DATABASE_URL": "memory://", "ISSUER": "http://127.0.0.1/internal",
+                    "AUDIENCE": "internal-api", "ACCESS_TTL": "300"}.items():  # fmt: skip
+    os.environ.setdefault(f"SJTI_{name}", value)
+auth = sjti.configure()
+require_user = RequireUser(auth.verifier, auth.user_keys, realm="internal")
 
 app = FastAPI(title="sjti internal service example")
 
@@ -48,13 +42,13 @@ def healthz() -> dict[str, str]:
 @app.get("/.well-known/jwks.json")
 def jwks(response: Response) -> dict[str, Any]:
     response.headers["cache-control"] = "public, max-age=300"
-    return keyset.to_jwks()
+    return auth.keys.to_jwks()
 
 
 @app.post("/login")
 def login(user: str) -> dict[str, str]:
     """Demo only: a real service checks a password first."""
-    return {"access_token": issuer.issue(user, store.ensure(user)), "token_type": "bearer"}
+    return {"access_token": auth.issue(user), "token_type": "bearer"}
 
 
 @app.get("/me")
@@ -64,7 +58,7 @@ def me(user: Annotated[Verified, Depends(require_user)]) -> dict[str, Any]:
 
 @app.post("/logout", status_code=204)
 def logout(user: Annotated[Verified, Depends(require_user)]) -> Response:
-    store.revoke(user.subject, actor=user.subject, reason="logout")
+    auth.revoke(user.subject, actor=user.subject, reason="logout")
     return Response(status_code=204)
 
 

@@ -422,7 +422,7 @@ def _services(tmp_path: Path, **extra: Any) -> Services:
 
 def _password_grant(services: Services, name: str) -> dict[str, Any]:
     request: Any = type("R", (), {"client": None, "headers": {}})()
-    return auth._password_grant(services, request, Response(), name, PASSWORD).model_dump()
+    return auth.password_grant(services, request, Response(), name, PASSWORD).model_dump()
 
 
 def test_first_login_racing_a_logout_mints_a_token_that_outlives_it(tmp_path: Path) -> None:
@@ -518,7 +518,7 @@ def test_rfc7009_with_a_wrong_hint_still_revokes_the_refresh_token(tmp_path: Pat
         tokens = _password_grant(services, "erin")
         assert oauth.revoke(services, tokens["refresh_token"], "access_token") == {}
         with pytest.raises(HTTPException) as refused:
-            auth._refresh_grant(services, Response(), tokens["refresh_token"])
+            auth.refresh_grant(services, Response(), tokens["refresh_token"])
         assert refused.value.status_code == 400
     finally:
         services.close()

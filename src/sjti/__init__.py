@@ -3,6 +3,7 @@
 The safe API is re-exported here; modules starting with ``_`` are private.
 """
 
+from ._configure import Auth, configure
 from ._core.binding import UserKey
 from ._core.claims import Claims, ClaimsPolicy
 from ._core.keys import SigningKey, VerifyingKey
@@ -33,12 +34,14 @@ from .errors import (
     UnsupportedHeaderError,
     UnwrapError,
 )
+from .settings import Settings
 from .tokens import BoundaryVerifier, Clock, Issuer, UserVerifier, system_clock
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AlgorithmNotAllowedError",
+    "Auth",
     "BackendError",
     "BadAlgHeaderError",
     "BadKidHeaderError",
@@ -63,6 +66,7 @@ __all__ = [
     "MissingClaimError",
     "RevokedTokenError",
     "SecretError",
+    "Settings",
     "SigningKey",
     "SjtiError",
     "TokenError",
@@ -75,6 +79,7 @@ __all__ = [
     "VerifyingKey",
     "WrappedSecret",
     "__version__",
+    "configure",
     "generate_user_key",
     "system_clock",
 ]

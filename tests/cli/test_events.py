@@ -56,7 +56,7 @@ def test_nodes_lists_watermarks_and_lag(runner: CliRunner, db_url: str, kek_conf
 
 def test_events_commands_need_no_kek(db_url: str) -> None:
     """The log holds no secrets: pruning must not require SJTI_KEK."""
-    bare = CliRunner(env={"SJTI_KEK": ""})
+    bare = CliRunner(env={"SJTI_KEK": None})
     result = bare.invoke(events_app, ["prune", "--database-url", db_url])
     assert result.exit_code == 0, result.output
     assert result.stdout == "pruned 0 events\n"

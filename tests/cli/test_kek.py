@@ -143,7 +143,7 @@ def test_dry_run_warns_about_secrets_under_an_unknown_kek(
 def test_missing_kek_and_missing_database_are_one_line_errors(
     runner: CliRunner, kek_root: typer.Typer, tmp_path: pytest.TempPathFactory
 ) -> None:
-    no_kek = runner.invoke(kek_root, ["kek", "rotate"], env={"SJTI_KEK": ""})
+    no_kek = runner.invoke(kek_root, ["kek", "rotate"], env={"SJTI_KEK": None})
     assert no_kek.exit_code == 1
     assert no_kek.stderr == ("error: SJTI_KEK is not set (the KEK ring: 'kid:base64url-key,...')\n")
     url = f"sqlite:///{tmp_path}/absent.db"

@@ -185,8 +185,8 @@ def test_inspect_without_keys_or_store_skips_both_layers(
     assert (document["boundary"], document["user"]) == ("skipped", "skipped")
 
     human = runner.invoke(root, ["token", "inspect", token])
-    assert "boundary: skipped (needs --key-file or --jwks)" in human.stdout.splitlines()
-    assert "user:     skipped (needs --database-url and SJTI_KEK)" in human.stdout.splitlines()
+    assert "boundary: skipped (no key file here: --key-file or --jwks)" in human.stdout.splitlines()
+    assert "user:     skipped (no database here: --database-url)" in human.stdout.splitlines()
 
 
 def test_inspect_reports_a_forged_signature_at_the_boundary(
@@ -328,7 +328,7 @@ def test_missing_or_bad_kek_is_exit_1_without_echoing_it(
 ) -> None:
     """The KEK comes from SJTI_KEK only; a bad one is named by position, never shown."""
     args = ["token", "issue", "--key-file", str(key_file), "--sub", "a", "--database-url", db_url]
-    missing = CliRunner(env={"SJTI_KEK": ""}).invoke(root, args)
+    missing = CliRunner(env={"SJTI_KEK": None}).invoke(root, args)
     assert missing.exit_code == 1
     assert missing.stderr.startswith("error: SJTI_KEK is not set")
 

@@ -68,7 +68,7 @@ def test_set_role_and_disable_reach_the_service(service_env: dict[str, str]) -> 
     assert invoke("create", "carol", "--password-stdin", stdin=PASSWORD)[0] == 0
     code, out, _ = invoke("set-role", "carol", "admin")
     assert (code, out) == (0, "carol is now admin\n")
-    services = Services.build(Settings())
+    services = Services.build(Settings.load())
     try:
         user = find_user(services.engine, "carol")
         assert user is not None

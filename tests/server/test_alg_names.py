@@ -28,8 +28,8 @@ from joserfc.jwt import JWTClaimsRegistry
 from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import InvalidAlgorithmError, PyJWKSetError
 
+from sjti._keyfile import load_key_material
 from sjti.errors import ConfigurationError
-from sjti.server.keyfile import load_key_material
 from sjti.server.settings import Settings
 
 from .harness import Server, bearer, login, refresh, register

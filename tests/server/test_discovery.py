@@ -22,7 +22,7 @@ from joserfc import jwk as jose_jwk
 from joserfc import jwt as jose_jwt
 from joserfc.errors import SecurityWarning
 
-from sjti.server.keyfile import load_key_material
+from sjti._keyfile import load_key_material
 from sjti.server.routes.wellknown import server_metadata
 from sjti.server.settings import Settings
 

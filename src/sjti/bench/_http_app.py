@@ -22,7 +22,7 @@ from ..server.users import get_by_id
 
 
 def main(argv: list[str]) -> int:
-    settings = Settings()
+    settings = Settings.load()
     app = create_app(settings)
     if "--no-auth" in argv:
         user_id = os.environ["SJTI_BENCH_USER_ID"]

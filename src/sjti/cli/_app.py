@@ -16,7 +16,17 @@ from .._core.keys import SigningKey
 from .._core.keyset import KeySet
 from ..demo import run_demo
 from ..errors import SjtiError
-from . import _events_cmds, _kek_cmds, _keys_cmds, _revoke_cmds, _token_cmds, _users_cmds
+from ..settings import Settings
+from . import (
+    _config_cmds,
+    _events_cmds,
+    _kek_cmds,
+    _keys_cmds,
+    _revoke_cmds,
+    _token_cmds,
+    _users_cmds,
+)
+from ._settings import DatabaseUrl, cli_settings
 
 app = typer.Typer(
     name="sjti",
@@ -32,6 +42,7 @@ app.add_typer(_token_cmds.app, name="token")
 app.command("revoke")(_revoke_cmds.revoke)
 app.add_typer(_events_cmds.app, name="events")
 app.add_typer(_users_cmds.app, name="users")
+app.add_typer(_config_cmds.app, name="config")
 keys_app.command("rotate")(_keys_cmds.keys_rotate)
 kek_app = typer.Typer(
     help="Key-encryption keys (SJTI_KEK) for user secrets at rest.", no_args_is_help=True
@@ -40,14 +51,6 @@ app.add_typer(kek_app, name="kek")
 kek_app.command("rotate")(_kek_cmds.kek_rotate)
 kek_app.command("new")(_kek_cmds.kek_new)
 
-DatabaseUrl = Annotated[
-    str,
-    typer.Option(
-        "--database-url",
-        envvar="SJTI_DATABASE_URL",
-        help="SQLAlchemy URL (sqlite:///sjti.db, postgresql+psycopg://user@host/db).",
-    ),
-]
 console = Console()
 err_console = Console(stderr=True)
 
@@ -60,7 +63,17 @@ def _fail(message: str) -> typer.Exit:
 @app.callback(invoke_without_command=True)
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Settings file (default: ./sjti.toml if present, or $SJTI_CONFIG).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
+    if config is not None:
+        os.environ["SJTI_CONFIG"] = str(config)  # every command (and worker) reads it
     if version:
         console.print(__version__)
         raise typer.Exit(0)
@@ -95,9 +108,9 @@ def demo(
         raise _fail("a demo step did not behave as expected")
 
 
-# The benchmark and the comparison parse their own options (they also run as
-# `python -m sjti.bench` / `python -m sjti.compare`): typer hands everything, --help
-# included, to them, so `sjti bench --help` lists the real options.
+# The benchmark and the comparison are typer apps of their own (they also run as
+# `python -m sjti.bench` / `python -m sjti.compare`, and import what they measure only
+# when run): everything, --help included, is handed to them.
 _PASS_THROUGH = {
     "allow_extra_args": True,
     "ignore_unknown_options": True,
@@ -159,7 +172,7 @@ def keys_jwks(
 
 
 @db_app.command("upgrade")
-def db_upgrade(database_url: DatabaseUrl = "sqlite:///sjti.db") -> None:
+def db_upgrade(database_url: DatabaseUrl = None) -> None:
     """Create or upgrade sjti's tables (idempotent; safe when several processes race)."""
     from sqlalchemy import create_engine
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -167,7 +180,7 @@ def db_upgrade(database_url: DatabaseUrl = "sqlite:///sjti.db") -> None:
     from ..stores.sql import schema_versions, upgrade
 
     try:
-        engine = create_engine(database_url)
+        engine = create_engine(_settings_or_fail(database_url=database_url).database_url)
     except (ArgumentError, ImportError) as exc:
         raise _fail(f"cannot use this database URL: {type(exc).__name__}") from None
     try:
@@ -182,34 +195,39 @@ def db_upgrade(database_url: DatabaseUrl = "sqlite:///sjti.db") -> None:
     console.print(", ".join(f"{table} v{version}" for table, version in sorted(versions.items())))
 
 
+def _settings_or_fail(**options: object) -> Settings:
+    with _keys_cmds.cli_errors():
+        return cli_settings(**options)
+
+
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(envvar="SJTI_HOST", help="Bind address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="SJTI_PORT", help="Bind port.")] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (the host setting).", show_default=False)
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Bind port (the port setting).", show_default=False)
+    ] = None,
     workers: Annotated[
-        int, typer.Option(envvar="SJTI_WORKERS", help="Worker processes (use Redis for >1).")
-    ] = 1,
+        int | None,
+        typer.Option(help="Worker processes (more than one needs a bus).", show_default=False),
+    ] = None,
 ) -> None:
     """Run the reference auth service (FastAPI on uvicorn; OpenAPI at /docs).
 
-    Settings come from the environment: SJTI_DATABASE_URL (sqlite:///sjti.db),
-    SJTI_REDIS_URL, SJTI_KEK, SJTI_ENV (production needs SJTI_KEK), SJTI_KEY_FILE
-    (sjti-keys.json), SJTI_ALG (EdDSA), SJTI_ISSUER, SJTI_AUDIENCE, SJTI_ACCESS_TTL,
-    SJTI_REFRESH_TTL, SJTI_SESSION_GRANULARITY (user|session), SJTI_POLL_INTERVAL,
-    SJTI_CACHE_WITHOUT_BUS (bypass|poll), SJTI_INTROSPECTION_CLIENT_ID/SECRET,
-    SJTI_LOGIN_MAX_FAILURES, SJTI_LOGIN_WINDOW. Admins: `sjti users create NAME --admin`.
+    Settings come from sjti.toml and SJTI_* variables (`sjti config show` prints them,
+    docs/configuration.md lists them): SJTI_DATABASE_URL (sqlite:///sjti.db),
+    SJTI_REDIS_URL, SJTI_KEK, SJTI_ENV (production needs SJTI_KEK), SJTI_KEY_FILE,
+    SJTI_ISSUER... Admins: `sjti users create NAME --admin`.
     """
-    from pydantic import ValidationError
-
-    from ..server import Settings
     from ..server import serve as run_server
 
-    os.environ.update(SJTI_HOST=host, SJTI_PORT=str(port), SJTI_WORKERS=str(workers))
+    settings = _settings_or_fail(host=host, port=port, workers=workers)
+    # Workers read the settings themselves: hand them what was typed here.
+    os.environ.update(
+        SJTI_HOST=settings.host, SJTI_PORT=str(settings.port), SJTI_WORKERS=str(settings.workers)
+    )
     try:
-        settings = Settings()
         run_server(settings)
-    except ValidationError as exc:
-        names = ", ".join(str(e["loc"][0]).upper() for e in exc.errors() if e["loc"])
-        raise _fail(f"invalid settings: {names or exc.error_count()}") from None
     except SjtiError as exc:
         raise _fail(str(exc)) from None

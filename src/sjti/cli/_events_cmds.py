@@ -19,7 +19,8 @@ from .._core.wrapping import Kek, KekRing
 from ..stores._revocation import utc_now
 from ..stores.base import NODE_TTL
 from ._keys_cmds import cli_errors, console
-from ._revoke_cmds import DatabaseUrl, open_store
+from ._revoke_cmds import open_store
+from ._settings import DatabaseUrl, cli_settings
 
 __all__ = ["app"]
 
@@ -34,26 +35,29 @@ def _ring() -> KekRing:
 @app.command("prune")
 def prune(
     older_than: Annotated[
-        float,
+        float | None,
         typer.Option(
-            envvar="SJTI_EVENT_RETENTION_DAYS",
-            help="Retention in days: delete events older than this. A node away longer "
-            "clears its cache instead of replaying.",
+            help="Retention in days: delete events older than this (default: the "
+            "event_retention_days setting, 7). A node away longer clears its cache instead "
+            "of replaying.",
             min=0.0,
+            show_default=False,
         ),
-    ] = 7.0,
-    database_url: DatabaseUrl = "sqlite:///sjti.db",
+    ] = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Delete revocation events older than the retention (keys and audit rows stay)."""
-    with cli_errors(), open_store(database_url, _ring()) as store:
-        removed = store.prune_events(utc_now() - timedelta(days=older_than))
+    with cli_errors():
+        days = older_than if older_than is not None else cli_settings().event_retention_days
+        with open_store(database_url, _ring()) as store:
+            removed = store.prune_events(utc_now() - timedelta(days=days))
     console.print(f"pruned {removed} event{'' if removed == 1 else 's'}")
 
 
 @app.command("nodes")
 def nodes(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
-    database_url: DatabaseUrl = "sqlite:///sjti.db",
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Live nodes (heartbeat in the last few seconds), their watermark and lag."""
     with cli_errors(), open_store(database_url, _ring()) as store:

@@ -17,11 +17,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .._core.wrapping import Kek, KekRing
-from ..errors import UnwrapError
+from ..errors import SjtiError, UnwrapError
 from ._keys_cmds import CliError, cli_errors, console, err_console, warn
-from ._revoke_cmds import DatabaseUrl, _default_actor, open_store, read_kek_ring
+from ._revoke_cmds import _default_actor, open_store, read_kek_ring
+from ._settings import DatabaseUrl, cli_settings
 
 if TYPE_CHECKING:
+    from ..settings import Settings
     from ..stores.sql import SqlSecretStore
 
 __all__ = ["KekRotation", "kek_new", "kek_rotate", "rotate_kek"]
@@ -45,7 +47,7 @@ def _secrets(n: int) -> str:
 
 
 def rotate_kek(
-    database_url: str,
+    database_url: str | None,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     dry_run: bool = False,
@@ -58,7 +60,8 @@ def rotate_kek(
     """
     if batch_size < 1:
         raise CliError("--batch-size must be at least 1")
-    ring = _with_service_dev_kek(read_kek_ring(), database_url)
+    settings = cli_settings(database_url=database_url)
+    ring = _with_service_dev_kek(read_kek_ring(settings), settings)
     with open_store(database_url, ring) as store:
         pending = store.rewrap_pending()
         moved = pending if dry_run else _run(store, pending, batch_size, actor, show_progress)
@@ -73,25 +76,23 @@ def rotate_kek(
     )
 
 
-def _with_service_dev_kek(ring: KekRing, database_url: str) -> KekRing:
+def _with_service_dev_kek(ring: KekRing, settings: Settings) -> KekRing:
     """The service keeps a development KEK in its key file until SJTI_KEK is set: secrets
     wrapped under it are moved too (it joins the ring after SJTI_KEK's KEKs, to unwrap
     only), and it is reported like any old KEK: droppable only once nothing uses it."""
     from pathlib import Path
 
-    from ..server.keyfile import dev_kek_ring
-    from ..server.settings import Settings
+    from .._keyfile import dev_kek_ring
 
-    if "sqlite" in database_url or "postgres" in database_url:
-        try:
-            dev = dev_kek_ring(Path(Settings(database_url=database_url).key_file))
-        except Exception:  # no readable key file here: nothing to add
-            dev = None
-        if dev is not None:
-            known = {k.kid for k in ring.keks}
-            extra = [k for k in dev.keks if k.kid not in known]
-            if extra:
-                return KekRing([*ring.keks, *extra])
+    try:
+        dev = dev_kek_ring(Path(settings.key_file))
+    except SjtiError:  # no readable key file here: nothing to add
+        dev = None
+    if dev is not None:
+        known = {k.kid for k in ring.keks}
+        extra = [k for k in dev.keks if k.kid not in known]
+        if extra:
+            return KekRing([*ring.keks, *extra])
     return ring
 
 
@@ -160,7 +161,7 @@ def kek_rotate(
         str | None,
         typer.Option(envvar="SJTI_ACTOR", help="Who rotates, for the audit (default cli:<login>)."),
     ] = None,
-    database_url: DatabaseUrl = "sqlite:///sjti.db",
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Rewrap every user secret under the first KEK of SJTI_KEK (nobody is logged out).
 

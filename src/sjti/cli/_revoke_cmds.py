@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -30,6 +29,7 @@ from ..stores.base import (
     UnknownUserError,
 )
 from ._keys_cmds import CliError, cli_errors, console, err_console
+from ._settings import DatabaseUrl, cli_settings
 
 __all__ = [
     "BATCH_SIZE",
@@ -43,39 +43,33 @@ __all__ = [
     "revoke_users",
 ]
 
-KEK_ENV: Final = "SJTI_KEK"
 BATCH_SIZE: Final = 1000
 _NO_FILTER: Final = Cohort()
-
-DatabaseUrl = Annotated[
-    str,
-    typer.Option(
-        "--database-url",
-        envvar="SJTI_DATABASE_URL",
-        help="SQLAlchemy URL (sqlite:///sjti.db, postgresql+psycopg://user@host/db).",
-    ),
-]
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only when a command needs the database
     from sqlalchemy import Engine
 
+    from ..settings import Settings
     from ..stores.sql import SqlSecretStore
 
 
-def read_kek_ring() -> KekRing:
-    """The KEK ring from ``SJTI_KEK`` (``kid:base64url-key,...``, first one wraps)."""
-    text = os.environ.get(KEK_ENV, "")
-    if not text.strip():
-        raise CliError(f"{KEK_ENV} is not set (the KEK ring: 'kid:base64url-key,...')")
+def read_kek_ring(settings: Settings | None = None) -> KekRing:
+    """The KEK ring of the ``kek`` setting (``SJTI_KEK``: ``kid:base64url-key,...``)."""
+    settings = settings if settings is not None else cli_settings()
+    if settings.kek is None or not settings.kek.get_secret_value().strip():
+        raise CliError("SJTI_KEK is not set (the KEK ring: 'kid:base64url-key,...')")
     try:
-        return KekRing.from_config(text)
+        return KekRing.from_config(settings.kek.get_secret_value())
     except Exception as exc:  # from_config names the entry by position, never its text
-        raise CliError(f"{KEK_ENV}: {exc}") from None
+        raise CliError(f"SJTI_KEK: {exc}") from None
 
 
 @contextmanager
-def open_store(database_url: str, kek_ring: KekRing | None = None) -> Iterator[SqlSecretStore]:
-    """A store on ``database_url`` whose schema is in place; the engine is closed after.
+def open_store(
+    database_url: str | None, kek_ring: KekRing | None = None
+) -> Iterator[SqlSecretStore]:
+    """A store on ``database_url`` (``None``: the setting) whose schema is in place; the
+    engine is closed after.
 
     The reference service's database (it has ``sjti_users``) is opened the way the service
     opens it: its layout (keys in the users table), its cohort columns, and its KEK ring
@@ -88,8 +82,9 @@ def open_store(database_url: str, kek_ring: KekRing | None = None) -> Iterator[S
 
     from ..stores.sql import SqlSecretStore, schema_versions
 
+    settings = cli_settings(database_url=database_url)
     try:
-        url = make_url(database_url)
+        url = make_url(settings.database_url)
         engine = create_engine(url)
     except (ArgumentError, ImportError, ValueError) as exc:
         raise CliError(f"cannot use this database URL: {type(exc).__name__}") from None
@@ -104,29 +99,22 @@ def open_store(database_url: str, kek_ring: KekRing | None = None) -> Iterator[S
         except SQLAlchemyError as exc:
             raise CliError(f"database unavailable: {type(exc).__name__}") from None
         if service:
-            yield _service_store(engine, database_url, kek_ring)
+            yield _service_store(engine, settings, kek_ring)
             return
         if not any(scope.startswith("secrets:") for scope in versions):
             raise CliError("the database has no sjti tables: run 'sjti db upgrade' first")
-        yield SqlSecretStore(engine, kek_ring if kek_ring is not None else read_kek_ring())
+        yield SqlSecretStore(engine, kek_ring if kek_ring is not None else read_kek_ring(settings))
     finally:
         engine.dispose()
 
 
-def _service_store(engine: Engine, database_url: str, kek_ring: KekRing | None) -> SqlSecretStore:
+def _service_store(engine: Engine, settings: Settings, kek_ring: KekRing | None) -> SqlSecretStore:
     """The service's store, with the service's settings and a checked KEK ring."""
-    from pydantic import ValidationError
-
+    from .._keyfile import load_key_material
     from ..server.db import COHORT_COLUMNS, LAYOUT
-    from ..server.keyfile import load_key_material
     from ..server.services import kek_self_check
-    from ..server.settings import Settings
     from ..stores.sql import SqlSecretStore
 
-    try:
-        settings = Settings(database_url=database_url)
-    except ValidationError as exc:
-        raise CliError(f"settings: {exc.errors()[0]['msg']}") from None
     if kek_ring is None:
         if settings.kek is None and not Path(settings.key_file).exists():
             raise CliError(
@@ -362,7 +350,7 @@ def revoke(
     timeout: Annotated[
         float, typer.Option(help="Seconds --wait waits at most.", min=0.0, max=300.0)
     ] = 5.0,
-    database_url: DatabaseUrl = "sqlite:///sjti.db",
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke every token of some users at once (their keys rotate). KEK from SJTI_KEK."""
     with cli_errors():
@@ -390,7 +378,7 @@ def revoke(
 
 
 def revoke_users(
-    database_url: str,
+    database_url: str | None,
     *,
     users: Sequence[str] = (),
     file: Path | None = None,

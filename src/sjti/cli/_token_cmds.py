@@ -38,10 +38,12 @@ from ..errors import (
     TokenError,
     UnwrapError,
 )
+from ..settings import Settings
 from ..stores.base import SecretStore
 from ..tokens import BoundaryVerifier, Issuer, system_clock
 from ._keys_cmds import CliError, cli_errors, console, err_console, load_jwks, load_key_file
-from ._revoke_cmds import DatabaseUrl, open_store
+from ._revoke_cmds import _service_ids, is_service_store, open_store
+from ._settings import DatabaseUrl, cli_settings
 
 __all__ = [
     "LayerVerdicts",
@@ -58,25 +60,31 @@ app = typer.Typer(help="Issue, inspect and verify access tokens.", no_args_is_he
 
 ACCEPTED: Final = "accepted"
 SKIPPED: Final = "skipped"
-# The reference service's defaults (SJTI_ISSUER / SJTI_AUDIENCE override both alike).
-DEFAULT_ISSUER: Final = "http://127.0.0.1:8000"
-DEFAULT_AUDIENCE: Final = "sjti"
 
 KeyFile = Annotated[
     Path | None,
     typer.Option(
         "--key-file",
-        envvar="SJTI_KEY_FILE",
-        help="Key file written by 'sjti keys new' (private: signs and verifies).",
+        help="Key file: the service's (sjti-keys.json) or one 'sjti keys new' wrote "
+        "(default: the key_file setting).",
+        show_default=False,
     ),
 ]
 JwksFile = Annotated[
     Path | None,
     typer.Option("--jwks", help="Public JWKS file ('sjti keys jwks' output) to verify with."),
 ]
-IssuerOpt = Annotated[str, typer.Option("--issuer", envvar="SJTI_ISSUER", help="The 'iss' claim.")]
+IssuerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--issuer", help="The 'iss' claim (default: the issuer setting).", show_default=False
+    ),
+]
 AudienceOpt = Annotated[
-    str, typer.Option("--audience", envvar="SJTI_AUDIENCE", help="The 'aud' claim.")
+    str | None,
+    typer.Option(
+        "--audience", help="The 'aud' claim (default: the audience setting).", show_default=False
+    ),
 ]
 TokenArg = Annotated[str, typer.Argument(help="The token, or '-' to read it from stdin.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -216,18 +224,20 @@ def _read_token(token: str) -> str:
     return token
 
 
-def _verification_keys(key_file: Path | None, jwks: Path | None) -> KeySet | None:
+def _verification_keys(
+    settings: Settings, key_file: Path | None, jwks: Path | None
+) -> KeySet | None:
+    """``--jwks``, else the key file (given or from the settings) when it exists."""
     if key_file is not None and jwks is not None:
         raise CliError("use --key-file or --jwks, not both")
-    if key_file is not None:
-        return load_key_file(key_file)
     if jwks is not None:
         return load_jwks(jwks)
-    return None
+    path = Path(settings.key_file)
+    return load_key_file(path) if key_file is not None or path.exists() else None
 
 
-def _policy(issuer: str, audience: str) -> ClaimsPolicy:
-    return ClaimsPolicy(issuer=issuer, audience=audience)
+def _policy(settings: Settings) -> ClaimsPolicy:
+    return ClaimsPolicy(issuer=settings.issuer, audience=settings.audience, leeway=settings.leeway)
 
 
 def _colour(verdict: str) -> str:
@@ -264,7 +274,12 @@ def _when(value: object, now: int) -> str | None:
 
 @app.command("issue")
 def token_issue(
-    sub: Annotated[str, typer.Option("--sub", help="The user the token is for ('sub').")],
+    sub: Annotated[
+        str,
+        typer.Option(
+            "--sub", help="The user ('sub'); on the service's database, a username works too."
+        ),
+    ],
     key_file: KeyFile = None,
     claim: Annotated[
         list[str] | None,
@@ -273,28 +288,38 @@ def token_issue(
             help="Extra claim NAME=VALUE (repeatable); VALUE is JSON if it parses, else text.",
         ),
     ] = None,
-    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.", min=1)] = 900,
-    issuer: IssuerOpt = DEFAULT_ISSUER,
-    audience: AudienceOpt = DEFAULT_AUDIENCE,
+    ttl: Annotated[
+        int | None,
+        typer.Option(help="Lifetime in seconds (default: the access_ttl setting).", min=1),
+    ] = None,
+    issuer: IssuerOpt = None,
+    audience: AudienceOpt = None,
     as_json: JsonOpt = False,
-    database_url: DatabaseUrl = "sqlite:///sjti.db",
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Issue an access token for a user (its key is created in the store on first use)."""
     with cli_errors():
-        if key_file is None:
-            raise CliError("--key-file is required to sign (or set SJTI_KEY_FILE)")
-        keys = load_key_file(key_file)
+        settings = _settings(key_file, issuer, audience, database_url)
+        keys = _signing_keys(settings)
         extra = parse_claims(claim or [])
-        with open_store(database_url) as store:
+        lifetime = ttl if ttl is not None else settings.access_ttl
+        with open_store(settings.database_url) as store:
+            subject = _service_ids(store, [sub])[0] if is_service_store(store) else sub
             token = issue_token(
-                keys, store, sub, issuer=issuer, audience=audience, ttl=ttl, claims=extra
+                keys,
+                store,
+                subject,
+                issuer=settings.issuer,
+                audience=settings.audience,
+                ttl=lifetime,
+                claims=extra,
             )
         _, claims = decode_unverified(token)
     if as_json:
         document = {
             "access_token": token,
             "token_type": "bearer",
-            "expires_in": ttl,
+            "expires_in": lifetime,
             "claims": claims,
         }
         typer.echo(_dump(document))
@@ -302,21 +327,46 @@ def token_issue(
         typer.echo(token)
 
 
+def _settings(
+    key_file: Path | None, issuer: str | None, audience: str | None, database_url: str | None
+) -> Settings:
+    return cli_settings(
+        key_file=None if key_file is None else str(key_file),
+        issuer=issuer,
+        audience=audience,
+        database_url=database_url,
+    )
+
+
+def _signing_keys(settings: Settings) -> KeySet:
+    path = Path(settings.key_file)
+    if not path.exists():
+        raise CliError(
+            f"no key file {path}: run in the service's directory (it makes one on first "
+            "start), pass --key-file, or make one with 'sjti keys new'"
+        )
+    return load_key_file(path)
+
+
+def _store_url(settings: Settings, given: str | None) -> str | None:
+    """The database for the user layer: the one given, else the setting's unless it is a
+    SQLite file that does not exist (then the user layer is skipped, not created)."""
+    if given is not None:
+        return given
+    url = settings.database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None
+    return url
+
+
 @app.command("inspect")
 def token_inspect(
     token: TokenArg,
     key_file: KeyFile = None,
     jwks: JwksFile = None,
-    issuer: IssuerOpt = DEFAULT_ISSUER,
-    audience: AudienceOpt = DEFAULT_AUDIENCE,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url",
-            envvar="SJTI_DATABASE_URL",
-            help="Store for the user layer (with SJTI_KEK); skipped without it.",
-        ),
-    ] = None,
+    issuer: IssuerOpt = None,
+    audience: AudienceOpt = None,
+    database_url: DatabaseUrl = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show a token's header and claims (unverified) and each layer's verdict."""
@@ -326,12 +376,14 @@ def token_inspect(
             header, claims = decode_unverified(text)
         except MalformedTokenError as exc:
             raise CliError(f"cannot decode the token: {exc}") from None
-        keys = _verification_keys(key_file, jwks)
-        policy = _policy(issuer, audience)
-        if database_url is None:
+        settings = _settings(key_file, issuer, audience, database_url)
+        keys = _verification_keys(settings, key_file, jwks)
+        policy = _policy(settings)
+        store_url = _store_url(settings, database_url)
+        if store_url is None:
             verdicts = judge(text, claims, keys=keys, policy=policy, store=None)
         else:
-            with open_store(database_url) as store:
+            with open_store(store_url) as store:
                 verdicts = judge(text, claims, keys=keys, policy=policy, store=store)
     if as_json:
         document = {
@@ -351,10 +403,10 @@ def token_inspect(
         when = _when(claims.get(name), now)
         if when is not None:
             console.print(f"{name}: {when}", soft_wrap=True)
-    boundary_note = "" if keys is not None else " (needs --key-file or --jwks)"
+    boundary_note = "" if keys is not None else " (no key file here: --key-file or --jwks)"
     console.print(f"boundary: {_colour(verdicts.boundary)}{boundary_note}", soft_wrap=True)
     if verdicts.user == SKIPPED:
-        user_note = " (needs --database-url and SJTI_KEK)"
+        user_note = " (no database here: --database-url)"
     else:
         user_note = f" ({escape(verdicts.user_note)})" if verdicts.user_note else ""
     console.print(f"user:     {_colour(verdicts.user)}{user_note}", soft_wrap=True)
@@ -370,8 +422,8 @@ def token_verify(
     token: TokenArg,
     key_file: KeyFile = None,
     jwks: JwksFile = None,
-    issuer: IssuerOpt = DEFAULT_ISSUER,
-    audience: AudienceOpt = DEFAULT_AUDIENCE,
+    issuer: IssuerOpt = None,
+    audience: AudienceOpt = None,
     boundary_only: Annotated[
         bool,
         typer.Option(
@@ -380,20 +432,24 @@ def token_verify(
         ),
     ] = False,
     as_json: JsonOpt = False,
-    database_url: DatabaseUrl = "sqlite:///sjti.db",
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Exit 0 and print the claims if both layers accept the token; else exit 1 and the code."""
     with cli_errors():
         text = _read_token(token)
-        keys = _verification_keys(key_file, jwks)
+        settings = _settings(key_file, issuer, audience, database_url)
+        keys = _verification_keys(settings, key_file, jwks)
         if keys is None:
-            raise CliError("--key-file or --jwks is required to verify")
-        boundary = boundary_verdict(text, keys, _policy(issuer, audience))
+            raise CliError(
+                f"no key file {settings.key_file} here: pass --key-file or --jwks to verify"
+            )
+        policy = _policy(settings)
+        boundary = boundary_verdict(text, keys, policy)
         user, claims = SKIPPED, Claims()
         if boundary == ACCEPTED:
             _, claims = decode_unverified(text)  # the boundary just verified them
             if not boundary_only:
-                with open_store(database_url) as store:
+                with open_store(settings.database_url) as store:
                     user, _ = user_verdict(claims, store)
         verdicts = LayerVerdicts(boundary, user)
     refusal = verdicts.first_refusal
@@ -418,11 +474,7 @@ def token_verify(
     if refusal is not None:
         if not as_json:
             layer, code = refusal
-            claim = (
-                refused_claim(text, keys, _policy(issuer, audience))
-                if layer == "boundary"
-                else None
-            )
+            claim = refused_claim(text, keys, policy) if layer == "boundary" else None
             named = f" (claim '{claim}')" if claim else ""
             err_console.print(
                 f"[red]error:[/red] refused by the {layer} layer: {escape(code)}{named}",

@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ._keys_cmds import CliError, cli_errors, console
+from ._settings import cli_settings
 
 if TYPE_CHECKING:
     from ..server.services import Database
@@ -36,21 +37,13 @@ app = typer.Typer(help="Users of the reference service (its database, its settin
 @contextmanager
 def open_service() -> Iterator[Database]:
     """The service's database, store and keys, from the service's settings."""
-    from pydantic import ValidationError
-
     from ..server.services import Database
-    from ..server.settings import Settings
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise CliError(f"settings: {problems}") from None
-    database = Database.open(settings)
+    database = Database.open(cli_settings())
     try:
         yield database
     finally:
-        database.engine.dispose()
+        database.close()
 
 
 def _user_or_fail(database: Database, name_or_id: str) -> User:

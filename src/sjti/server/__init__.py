@@ -1,4 +1,4 @@
-"""The reference auth service: ``create_app(Settings())`` or ``sjti serve``.
+"""The reference auth service: ``create_app(Settings.load())`` or ``sjti serve``.
 
 Areas (one router each): users and tokens (``POST /users``, ``POST /token``), the caller
 (``/me``, ``/logout``, ``/sessions``), admin revocations, OAuth (``/revoke`` RFC 7009,

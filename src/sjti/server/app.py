@@ -32,7 +32,7 @@ service runs with `SJTI_SESSION_GRANULARITY=session`. `POST /logout` ends everyt
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service: read (or create) the key file, migrate, wire cache and bus."""
-    settings = settings if settings is not None else Settings()
+    settings = settings if settings is not None else Settings.load()
     services = Services.build(settings)
 
     @asynccontextmanager
@@ -59,4 +59,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """The uvicorn factory (``--factory``): settings from ``SJTI_*`` variables."""
-    return create_app(Settings())
+    return create_app(Settings.load())

@@ -11,8 +11,6 @@ workers starting at once create each table exactly once. Append migrations, neve
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -28,16 +26,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     func,
     literal,
     select,
     text,
 )
-from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateColumn
 
+from .._engine import make_engine
 from ..stores._schema import UtcDateTime
 from ..stores.sql import AppUsersTable, CohortColumns, secret_columns, upgrade
 
@@ -144,29 +140,3 @@ def migrate(engine: Engine) -> None:
             conn.execute(_versions.update().values(version=len(MIGRATIONS)))
         conn.commit()
     upgrade(engine, LAYOUT)
-
-
-def _create_private(path: str | None) -> None:
-    """Create the SQLite file 0600 before SQLite does (it would use the umask): it holds
-    password hashes and wrapped keys. SQLite gives its -wal/-shm files the same mode."""
-    if not path or path == ":memory:" or path.startswith("file:") or os.path.exists(path):
-        return
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite waits for locks and runs in WAL mode (several workers)."""
-    if url.startswith("sqlite"):
-        _create_private(make_url(url).database)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def _wal(dbapi_connection: object, _record: object) -> None:
-            cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)

@@ -6,8 +6,9 @@ import os
 
 import uvicorn
 
-from .db import make_engine, migrate
-from .keyfile import load_key_material
+from .._engine import make_engine
+from .._keyfile import load_key_material
+from .db import migrate
 from .settings import Settings
 
 __all__ = ["prepare", "serve"]

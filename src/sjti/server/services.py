@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Engine, select, text
 
-from .._core.claims import ClaimsPolicy
+from .._configure import Auth, configure
 from .._core.wrapping import KekRing, WrappedSecret
-from ..cache import DEFAULT_PG_CHANNEL, CachedKeys, KeyCache
+from .._keyfile import KeyMaterial
+from ..cache import CachedKeys
 from ..cache.pg_bus import PgNotifyBus
 from ..cache.poll_bus import LogPollBus
 from ..cache.redis_bus import RedisBus
-from ..errors import SjtiError, UnwrapError
+from ..errors import ConfigurationError, SjtiError, UnwrapError
 from ..stores._revocation import open_secret
 from ..stores.base import RevocationResult
 from ..stores.sql import SqlSecretStore
-from ..tokens import BoundaryVerifier, Issuer, UserVerifier
-from .db import COHORT_COLUMNS, LAYOUT, make_engine, migrate, users
-from .keyfile import KeyMaterial, load_key_material
+from ..tokens import Issuer, UserVerifier
+from .db import COHORT_COLUMNS, LAYOUT, migrate, users
 from .metrics import Metrics
 from .passwords import Passwords
 from .ratelimit import FailureLimiter
@@ -33,21 +32,6 @@ logger = logging.getLogger("sjti.server")
 
 
 Bus = RedisBus | PgNotifyBus | LogPollBus
-
-
-def _bus_for(settings: Settings, cache: KeyCache, store: SqlSecretStore) -> Bus | None:
-    """Redis if configured; else NOTIFY on PostgreSQL; else a log poll if the operator
-    opted in; else none (the cache stays untrusted: every lookup reads the database)."""
-    common: dict[str, Any] = {"log": store, "poll_interval": settings.poll_interval}
-    if settings.redis_url is not None:
-        bus: Bus = RedisBus(cache, settings.redis_url, **common)
-        store.add_event_listener(bus.relay)  # publish after commit; never fails a revocation
-        return bus
-    if settings.on_postgresql:
-        return PgNotifyBus(cache, settings.database_url, channel=DEFAULT_PG_CHANNEL, **common)
-    if settings.cache_without_bus == "poll":
-        return LogPollBus(cache, **common)
-    return None
 
 
 def describe_unwrap_failure(wrapped_text: str, ring: KekRing) -> str:
@@ -85,28 +69,36 @@ def kek_self_check(engine: Engine, ring: KekRing) -> str | None:
 @dataclass(frozen=True, eq=False)
 class Database:
     """The service's database as the service itself sees it: engine (migrated), the key
-    material from its key file or ``SJTI_KEK``, and its secret store. What the CLI opens
-    to operate the same service (``sjti users``, ``sjti revoke``...)."""
+    material from its key file or ``SJTI_KEK``, and its secret store, wired by
+    :func:`sjti.configure` like any app. What the CLI opens to operate the same service
+    (``sjti users``, ``sjti revoke``...): no bus is started."""
 
     engine: Engine
     material: KeyMaterial
     store: SqlSecretStore
+    auth: Auth
 
     @classmethod
-    def open(cls, settings: Settings) -> Database:
-        material = load_key_material(settings)
-        engine = make_engine(settings.database_url)
-        migrate(engine)
-        # On PostgreSQL without Redis, the revocation's own transaction sends the NOTIFY.
-        notify = DEFAULT_PG_CHANNEL if settings.on_postgresql and not settings.redis_url else None
-        store = SqlSecretStore(
-            engine,
-            material.kek_ring,
-            LAYOUT,
+    def open(cls, settings: Settings, *, start_bus: bool = False) -> Database:
+        if settings.in_memory:
+            raise ConfigurationError(
+                "the reference service keeps its users in SQL: SJTI_DATABASE_URL must be "
+                "sqlite:///... or postgresql+psycopg://..., not memory://"
+            )
+        auth = configure(
+            settings,
+            layout=LAYOUT,
             cohort_columns=COHORT_COLUMNS,
-            notify_channel=notify,
+            migrate=migrate,
+            start_bus=start_bus,
         )
-        return cls(engine, material, store)
+        store, engine = auth.store, auth.engine
+        assert isinstance(store, SqlSecretStore)  # noqa: S101 - a SQL URL makes a SQL store
+        assert engine is not None  # noqa: S101
+        return cls(engine, auth.material, store, auth)
+
+    def close(self) -> None:
+        self.auth.close()
 
 
 @dataclass(eq=False)
@@ -126,57 +118,38 @@ class Services:
     user_limiter: FailureLimiter
     ip_limiter: FailureLimiter
     register_limiter: FailureLimiter
+    database: Database = field(repr=False)
     bus: Bus | None = None
     # Why this node cannot serve (a KEK that does not open stored keys): /readyz says it.
     problem: str | None = None
-    _closed: bool = field(default=False, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         """Read the key file, migrate the database, wire the cache and its bus."""
-        database = Database.open(settings)
-        engine, material, store = database.engine, database.material, database.store
+        database = Database.open(settings, start_bus=True)
+        auth, engine, material = database.auth, database.engine, database.material
         problem = kek_self_check(engine, material.kek_ring)
         if problem is not None:
             logger.error("%s", problem)
-        # Untrusted until a bus (or the log poll) proves it current: trust on evidence.
-        cache = KeyCache(max_age=settings.cache_max_age)
-        store.add_listener(cache.invalidate)  # this process refuses at once, bus or not
-        bus = _bus_for(settings, cache, store)
-        if bus is None:
-            logger.warning(
-                "no invalidation bus (SJTI_REDIS_URL, PostgreSQL, or SJTI_CACHE_WITHOUT_BUS="
-                "poll): the user-key cache is bypassed"
-            )
-        else:
-            bus.start()
-        keys = CachedKeys(store, cache=cache)
-        policy = ClaimsPolicy(issuer=settings.issuer, audience=settings.audience)
-        issuer = Issuer(
-            material.keys,
-            issuer=settings.issuer,
-            audience=settings.audience,
-            ttl=settings.access_ttl,
-        )
-        verifier = UserVerifier(BoundaryVerifier(material.keys, policy))
         return cls(
             settings=settings,
             engine=engine,
             material=material,
-            store=store,
-            keys=keys,
-            issuer=issuer,
-            verifier=verifier,
+            store=database.store,
+            keys=auth.user_keys,
+            issuer=auth.issuer,
+            verifier=auth.verifier,
             refresh=RefreshStore(
                 engine, material.refresh_key, settings.refresh_ttl, material.kek_ring
             ),
             passwords=Passwords(),
-            metrics=Metrics(keys.stats, bus),
+            metrics=Metrics(auth.user_keys.stats, auth.bus),
             user_limiter=FailureLimiter(settings.login_max_failures, settings.login_window),
             ip_limiter=FailureLimiter(settings.login_max_failures_per_ip, settings.login_window),
             register_limiter=FailureLimiter(settings.registrations_per_ip, settings.login_window),
-            bus=bus,
+            bus=auth.bus,
             problem=problem,
+            database=database,
         )
 
     def note_unwrap_failure(self, wrapped_text: str) -> None:
@@ -208,9 +181,5 @@ class Services:
             self.metrics.revoked_users.inc(result.count)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self.bus is not None:
-            self.bus.close()
-        self.engine.dispose()
+        """Stop the bus and release the database (idempotent)."""
+        self.database.close()

@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._core.keys import SigningKey
-from .._core.keyset import KeySet
-from .._core.strategies.session import SessionKey
-from .._core.wrapping import Kek, KekRing
-from ..errors import ConfigurationError
+from ._core.keys import SigningKey
+from ._core.keyset import KeySet
+from ._core.strategies.session import SessionKey
+from ._core.wrapping import Kek, KekRing
+from .errors import ConfigurationError
 from .settings import Settings
 
 __all__ = ["KeyMaterial", "dev_kek_ring", "load_key_material"]
 
-logger = logging.getLogger("sjti.server")
+logger = logging.getLogger("sjti")
 _VERSION = 1
 # RFC 9864: two names for one signature (Ed25519 keys, PureEdDSA). Switching SJTI_ALG
 # between them keeps the key, its kid and every session; only the name changes.
@@ -108,11 +108,21 @@ def _renamed(key: SigningKey, jwk: dict[str, Any], alg: str, path: Path) -> Sign
 
 
 def load_key_material(settings: Settings) -> KeyMaterial:
-    """Read the key file (creating it on first start) and pick the KEK ring."""
+    """Read the key file (creating it on first start) and pick the KEK ring.
+
+    With ``database_url = "memory://"`` nothing is read or written: fresh keys live and
+    die with the process, like the users' keys in the in-memory store."""
+    if settings.in_memory:
+        return _material(_new_document(settings.alg), settings, Path("(memory)"), quiet=True)
     path = Path(settings.key_file)
     if not path.exists() and _create(path, settings.alg):
         logger.info("created key file %s (mode 0600)", path)
-    document = _read(path)
+    return _material(_read(path), settings, path)
+
+
+def _material(
+    document: dict[str, Any], settings: Settings, path: Path, *, quiet: bool = False
+) -> KeyMaterial:
     try:
         signing = [SigningKey.from_jwk(jwk) for jwk in document["signing_keys"]]
         refresh = SessionKey(base64.urlsafe_b64decode(document["refresh_key"]))
@@ -128,10 +138,11 @@ def load_key_material(settings: Settings) -> KeyMaterial:
     if settings.kek is not None:
         ring = KekRing.from_config(settings.kek.get_secret_value())
         return KeyMaterial(KeySet(signing[0], signing[1:]), refresh, ring, kek_generated=False)
-    logger.warning(
-        "!!! NO SJTI_KEK: user secrets are wrapped with a development KEK stored in %s, "
-        "next to nothing else. Production MUST set SJTI_KEK (and SJTI_ENV=production) !!!",
-        path,
-    )
+    if not quiet:
+        logger.warning(
+            "!!! NO SJTI_KEK: user secrets are wrapped with a development KEK stored in %s, "
+            "next to nothing else. Production MUST set SJTI_KEK (and SJTI_ENV=production) !!!",
+            path,
+        )
     ring = KekRing.from_config(str(document["dev_kek"]))
     return KeyMaterial(KeySet(signing[0], signing[1:]), refresh, ring, kek_generated=True)
