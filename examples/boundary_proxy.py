@@ -30,9 +30,8 @@ from sjti.asgi import BoundaryMiddleware, claims_from_scope
 
 # issuer/audience/leeway from the one settings model, with defaults that match
 # internal_service.py's. The proxy needs no store, no KEK and no private key.
-os.environ.setdefault("SJTI_ISSUER", "http://127.0.0.1/internal")
-os.environ.setdefault("SJTI_AUDIENCE", "internal-api")
-settings = Settings.load()
+DEMO = {"SJTI_ISSUER": "http://127.0.0.1/internal", "SJTI_AUDIENCE": "internal-api"}
+settings = Settings.load(environ={**DEMO, **os.environ})
 UPSTREAM = os.environ.get("SJTI_UPSTREAM")
 # Hop-by-hop headers (RFC 9110 §7.6.1) and those httpx sets itself are not forwarded.
 DROPPED = {"host", "content-length", "connection", "keep-alive", "te", "upgrade",

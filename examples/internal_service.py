@@ -25,10 +25,9 @@ from sjti.fastapi import RequireUser, Verified
 # The one settings model (sjti.toml, SJTI_* variables), with this demo's defaults: keys in
 # memory. EdDSA (the default alg): the JWKS holds only the public key, so the proxy can
 # verify but never sign.
-for name, value in {"DATABASE_URL": "memory://", "ISSUER": "http://127.0.0.1/internal",
-                    "AUDIENCE": "internal-api", "ACCESS_TTL": "300"}.items():  # fmt: skip
-    os.environ.setdefault(f"SJTI_{name}", value)
-auth = sjti.configure()
+DEMO = {"SJTI_DATABASE_URL": "memory://", "SJTI_ISSUER": "http://127.0.0.1/internal",
+        "SJTI_AUDIENCE": "internal-api", "SJTI_ACCESS_TTL": "300"}  # fmt: skip
+auth = sjti.configure(sjti.Settings.load(environ={**DEMO, **os.environ}))
 require_user = RequireUser(auth.verifier, auth.user_keys, realm="internal")
 
 app = FastAPI(title="sjti internal service example")

@@ -11,6 +11,7 @@ Nothing here imports SQLAlchemy, redis-py or psycopg until the settings ask for 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from ._core.claims import Claims, ClaimsPolicy
 from ._core.keyset import KeySet
 from ._core.wrapping import KekRing
 from ._keyfile import KeyMaterial, load_key_material
+from .errors import ConfigurationError
 from .settings import Settings
 from .tokens import BoundaryVerifier, Clock, Issuer, UserVerifier, system_clock
 
@@ -127,6 +129,8 @@ def configure(
     migrate: Migrate = True,
     start_bus: bool = True,
     clock: Clock = system_clock,
+    keys: KeySet | None = None,
+    store: MemorySecretStore | None = None,
     **overrides: Any,
 ) -> Auth:
     """Wire sjti from ``settings`` (default: :meth:`Settings.load`, with ``overrides``).
@@ -136,12 +140,18 @@ def configure(
     upgrade sjti's tables first (``True``), not at all (``False``: you run ``sjti db
     upgrade``), or a function of the engine that does. ``start_bus``: start the
     invalidation bus now (``False``: call ``auth.bus.start()`` yourself, e.g. after a fork).
+    ``keys`` / ``store`` (with ``database_url = memory://``): use these application keys and
+    this in-memory store instead of new ones (tests share them, as ``sjti.testing`` does).
     """
     if settings is None:
         settings = Settings.load(**overrides)
     elif overrides:
         settings = settings.replace(**overrides)
     material = load_key_material(settings)
+    if keys is not None:
+        material = dataclasses.replace(material, keys=keys)
+    if store is not None and not settings.in_memory:
+        raise ConfigurationError("configure(store=...) is for database_url = memory:// only")
     policy = ClaimsPolicy(
         issuer=settings.issuer, audience=settings.audience, leeway=settings.leeway
     )
@@ -153,10 +163,10 @@ def configure(
         ttl=settings.access_ttl,
         clock=clock,
     )
-    parts = _memory(settings, material) if settings.in_memory else None
+    parts = _memory(settings, material, store) if settings.in_memory else None
     if parts is None:
         parts = _sql(settings, material, layout, cohort_columns, migrate)
-    store, cache, bus, engine = parts
+    wired, cache, bus, engine = parts
     from .cache import CachedKeys
 
     auth = Auth(
@@ -165,9 +175,9 @@ def configure(
         issuer=issuer,
         boundary=boundary,
         verifier=UserVerifier(boundary),
-        store=store,
+        store=wired,
         cache=cache,
-        user_keys=CachedKeys(store, cache=cache),
+        user_keys=CachedKeys(wired, cache=cache),
         bus=bus,
         engine=engine,
     )
@@ -179,12 +189,14 @@ def configure(
 _Parts = tuple["MemorySecretStore | SqlSecretStore", "KeyCache", "Bus | None", "Engine | None"]
 
 
-def _memory(settings: Settings, material: KeyMaterial) -> _Parts:
+def _memory(
+    settings: Settings, material: KeyMaterial, given: MemorySecretStore | None
+) -> _Parts:
     """One process, so the store's own listener keeps a trusted cache exact."""
     from .cache import KeyCache
     from .stores.memory import MemorySecretStore
 
-    store = MemorySecretStore(material.kek_ring)
+    store = given if given is not None else MemorySecretStore(material.kek_ring)
     cache = KeyCache(max_size=settings.cache_max_size, max_age=settings.cache_max_age, trusted=True)
     store.add_listener(cache.invalidate)
     return store, cache, None, None

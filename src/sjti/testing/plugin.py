@@ -19,6 +19,8 @@ same name in your ``conftest.py``:
 ``sjti_revoke``      ``revoke(user)``: every token of the user issued so far is refused
 ``sjti_delete_user`` ``delete(user_id)`` (for the in-memory store; ``None`` otherwise)
 ``sjti_devices``     a :class:`DeviceRevocation`, or ``None`` (default): the app has none
+``sjti_auth``        an :class:`~sjti.Auth` (what ``sjti.configure()`` returns) wired on the
+                     kit's keys, store, iss, aud and clock: build your app from it
 ``sjti_kit``         all of the above in one :class:`Kit`, for the attack pack
 ``sjti_attack``      one case of the attack pack (a test using it runs once per case)
 ==================== ===================================================================
@@ -33,13 +35,13 @@ is first used.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from .. import BoundaryVerifier, ClaimsPolicy, Issuer, KeySet, SigningKey, UserVerifier
+    from .. import Auth, BoundaryVerifier, ClaimsPolicy, Issuer, KeySet, SigningKey, UserVerifier
     from ..stores.base import RevocationResult, SecretStore
     from ._attacks import AttackCase
     from ._clock import FrozenClock
@@ -51,6 +53,7 @@ __all__ = [
     "sjti_algorithm",
     "sjti_attack",
     "sjti_aud",
+    "sjti_auth",
     "sjti_boundary",
     "sjti_clock",
     "sjti_delete_user",
@@ -197,6 +200,30 @@ def sjti_issuer(sjti_keys: KeySet, sjti_iss: str, sjti_aud: str, sjti_clock: Fro
     from .. import Issuer
 
     return Issuer(sjti_keys, issuer=sjti_iss, audience=sjti_aud, clock=sjti_clock)
+
+
+@pytest.fixture
+def sjti_auth(
+    sjti_algorithm: str,
+    sjti_keys: KeySet,
+    sjti_store: SecretStore,
+    sjti_iss: str,
+    sjti_aud: str,
+    sjti_clock: FrozenClock,
+) -> Iterator[Auth]:
+    """What ``sjti.configure()`` gives an app, on the kit's own parts: an app built from it
+    accepts the kit's tokens and sees the kit's revocations."""
+    from .. import Settings, configure
+    from ..errors import ConfigurationError
+    from ..stores.memory import MemorySecretStore
+
+    if not isinstance(sjti_store, MemorySecretStore):
+        raise ConfigurationError("sjti_auth wires the in-memory store; override it for yours")
+    settings = Settings(
+        database_url="memory://", issuer=sjti_iss, audience=sjti_aud, alg=sjti_algorithm
+    )
+    with configure(settings, keys=sjti_keys, store=sjti_store, clock=sjti_clock) as auth:
+        yield auth
 
 
 @pytest.fixture
