@@ -56,7 +56,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from .._core.binding import USER_KEY_SIZE
+from .._core.binding import USER_KEY_SIZE, is_record
 from ..errors import BackendError, ConfigurationError
 
 __all__ = ["BusState", "CacheStats", "KeyCache", "MonotonicClock"]
@@ -136,9 +136,15 @@ class _AsyncFlight:
 
 
 def _check_secret(value: object) -> bytes | None:
+    """A source returns a key record (the 32-byte secret, perhaps its device list) or None."""
     if value is None or (type(value) is bytes and len(value) == USER_KEY_SIZE):
         return value
-    raise ConfigurationError(f"a secret source must return {USER_KEY_SIZE} bytes or None")
+    if is_record(value):
+        return value
+    raise ConfigurationError(
+        f"a secret source must return a key record ({USER_KEY_SIZE} bytes, or a secret "
+        "with its devices) or None"
+    )
 
 
 def _retrieve(task: asyncio.Task[bytes | None]) -> None:

@@ -88,7 +88,7 @@ class CachedKeys:
     def _prepare(self, secret: bytes) -> UserKey:
         if len(self._prepared) >= _PREPARED_MAX:
             self._prepared.clear()  # bounded: ~800 bytes an entry
-        key = self._prepared[secret] = UserKey(secret)
+        key = self._prepared[secret] = UserKey.from_record(secret)
         return key
 
     def stats(self) -> CacheStats:
