@@ -78,16 +78,12 @@ def _length_prefixed(part: bytes) -> bytes:
     return len(part).to_bytes(4, "big") + part
 
 
-def _associated_data(kid: str, user_id: str) -> bytes:
-    """Bind domain, version, KEK id and user id; length prefixes keep it unambiguous."""
+def _aad_prefix(kid: str) -> bytes:
+    """The associated data binds domain, version, KEK id and user id, each length-prefixed
+    so it is unambiguous; this is the part before the user id (a ring computes it once
+    per KEK, see :meth:`KekRing._aad`)."""
     return b"".join(
-        _length_prefixed(part)
-        for part in (
-            _DOMAIN,
-            _VERSION.encode("ascii"),
-            kid.encode("ascii"),
-            user_id.encode("utf-8"),
-        )
+        _length_prefixed(part) for part in (_DOMAIN, _VERSION.encode("ascii"), kid.encode("ascii"))
     )
 
 
@@ -174,7 +170,7 @@ class KekRing:
     :meth:`needs_rewrap` holds, then drop the old KEK from the ring.
     """
 
-    __slots__ = ("_aeads", "_keks")
+    __slots__ = ("_aads", "_aeads", "_keks")
 
     def __init__(self, keks: Sequence[Kek]) -> None:
         keks = tuple(keks)
@@ -187,6 +183,9 @@ class KekRing:
             raise InvalidKeyError("KEK ring has duplicate KEK ids")
         self._keks: tuple[Kek, ...] = keks
         self._aeads: dict[str, AESGCM] = {kek.kid: AESGCM(kek.key) for kek in keks}
+        # Per KEK, the associated data before the user id, computed once (a bulk
+        # revocation wraps a million keys).
+        self._aads: dict[str, bytes] = {kek.kid: _aad_prefix(kek.kid) for kek in keks}
 
     @property
     def primary(self) -> Kek:
@@ -213,7 +212,7 @@ class KekRing:
             raise ConfigurationError("user id must be encodable as UTF-8") from None
         kid = self.primary.kid
         nonce = secrets.token_bytes(_NONCE_SIZE)
-        sealed = self._aeads[kid].encrypt(nonce, user_key, _associated_data(kid, user_id))
+        sealed = self._aeads[kid].encrypt(nonce, user_key, self._aad(kid, user_id))
         return WrappedSecret(kek_id=kid, blob=nonce + sealed)
 
     def unwrap(self, user_id: str, wrapped: WrappedSecret) -> bytes:
@@ -229,13 +228,17 @@ class KekRing:
             blob = wrapped.blob
             if aead is None or len(blob) != _BLOB_SIZE:
                 raise UnwrapError()
-            aad = _associated_data(wrapped.kek_id, user_id)
+            aad = self._aad(wrapped.kek_id, user_id)
             user_key = aead.decrypt(blob[:_NONCE_SIZE], blob[_NONCE_SIZE:], aad)
         except (InvalidTag, ValueError, TypeError):  # UnicodeError is a ValueError
             raise UnwrapError() from None
         if len(user_key) != USER_KEY_SIZE:
             raise UnwrapError()
         return user_key
+
+    def _aad(self, kid: str, user_id: str) -> bytes:
+        """Domain, version, KEK id and user id, length-prefixed (see _aad_prefix)."""
+        return self._aads[kid] + _length_prefixed(user_id.encode("utf-8"))
 
     def rewrap(self, user_id: str, wrapped: WrappedSecret) -> WrappedSecret:
         """Return the same user key wrapped under the primary KEK (nobody is logged out)."""

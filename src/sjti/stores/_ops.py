@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Executable, RowMapping
+from sqlalchemy import Executable
 
-__all__ = ["Execute", "Fetch", "Job", "Op", "Plan", "Rows"]
+__all__ = ["Count", "Execute", "Fetch", "Job", "Op", "Plan", "Rows"]
 
 T = TypeVar("T")
-Rows = Sequence[RowMapping]
+Rows = Sequence[Mapping[Any, Any]]  # RowMappings, or the one dict of a Count
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,14 @@ class Execute:
     params: Sequence[dict[str, object]] | None = None
 
 
-Op = Fetch | Execute
+@dataclass(frozen=True, slots=True)
+class Count:
+    """Run a statement and send back how many rows it changed, as ``[{"n": count}]``."""
+
+    statement: Executable
+
+
+Op = Fetch | Execute | Count
 Plan = Generator[Op, Rows, T]
 
 

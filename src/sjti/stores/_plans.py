@@ -10,20 +10,23 @@ connection, run each operation, commit. This is the sans-I/O shape httpx and h11
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
-from ..errors import ConfigurationError
+from ..errors import BackendError, ConfigurationError
 from . import _eventlog as log
 from . import _revocation as rv
 from . import _statements as st
-from ._ops import Execute, Fetch, Job, Op, Plan, Rows
-from .base import AuditRecord, Cohort, RevocationResult, UnknownUserError
+from ._ops import Count, Execute, Fetch, Job, Op, Plan, Rows
+from .base import MAX_LISTED_IDS, AuditRecord, Cohort, RevocationResult, UnknownUserError
 
 __all__ = [
     "AlsoRevoke",
+    "Batch",
+    "Batches",
+    "Count",
     "Execute",
     "Fetch",
     "Job",
@@ -35,7 +38,10 @@ __all__ = [
     "describe_rewrap",
     "ensure",
     "open_found",
+    "preview_batches",
     "revoke",
+    "revoke_batch",
+    "revoke_batches",
     "revoke_cohort",
     "revoke_many",
     "revoke_user",
@@ -131,31 +137,176 @@ def revoke(
             raise UnknownUserError()
         if dry_run:
             return rv.result_for(map(str, raw_ids), dry_run=True, audit_id=None)
-        now = ctx.clock()
-        params = [
-            st.rotate_params(ctx, raw, rv.new_wrapped(ctx.ring, str(raw)), now) for raw in raw_ids
-        ]
-        for batch in st.rotate_batches(params):
-            yield Execute(st.rotate(ctx), batch)
-        if also is not None and raw_ids:
-            yield from also(raw_ids)
-        ids = sorted(map(str, raw_ids))
-        audit_rows = yield Fetch(
-            st.insert_audit(
-                ctx, at=now, actor=actor, reason=reason, kind=kind, count=len(ids), detail=detail
+        return (
+            yield from _commit(
+                ctx, raw_ids, kind=kind, detail=detail, actor=actor, reason=reason, also=also
             )
         )
-        audit_id = int(audit_rows[0]["id"])
-        event_id = None
-        if ids:
-            # Last, so the events lock is held only until the commit that follows.
-            event_id = yield from log.append(
-                ctx, kind=kind, user_ids=rv.listed(ids), count=len(ids), audit_id=audit_id, now=now
-            )
-        result = rv.result_for(ids, dry_run=False, audit_id=audit_id)
-        return dataclasses.replace(result, event_id=event_id)
 
     return _write(ctx, plan()) if not dry_run else _read(plan())
+
+
+def _commit(
+    ctx: st.Context,
+    raw_ids: Sequence[Any],
+    *,
+    kind: str,
+    detail: str,
+    actor: str | None,
+    reason: str | None,
+    also: AlsoRevoke | None,
+) -> Plan[RevocationResult]:
+    """Rotate ``raw_ids`` (as the id column stores them), run ``also``, write the audit and
+    the event rows: the writing half of every revocation, inside its transaction."""
+    now = ctx.clock()
+    for chunk, statement in st.rotate_batches(ctx, raw_ids, now):
+        _check_all_changed((yield Count(statement)), chunk)
+    if also is not None and raw_ids:
+        yield from also(raw_ids)
+    ids = sorted(map(str, raw_ids))
+    audit_rows = yield Fetch(
+        st.insert_audit(
+            ctx, at=now, actor=actor, reason=reason, kind=kind, count=len(ids), detail=detail
+        )
+    )
+    audit_id = int(audit_rows[0]["id"])
+    event_id = None
+    if ids:
+        # Last, so the events lock is held only until the commit that follows.
+        event_id = yield from log.append(
+            ctx, kind=kind, user_ids=rv.listed(ids), count=len(ids), audit_id=audit_id, now=now
+        )
+    result = rv.result_for(ids, dry_run=False, audit_id=audit_id)
+    return dataclasses.replace(result, event_id=event_id)
+
+
+def _check_all_changed(rows: Rows, chunk: Sequence[Any]) -> None:
+    """Every selected row must have been written, or the transaction rolls back: a user
+    left out of a revocation (an id that did not round-trip) must never pass silently."""
+    if int(rows[0]["n"]) != len(chunk):
+        raise BackendError("a bulk write did not reach every selected user")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """One committed batch of a batched cohort revocation, and where the next starts."""
+
+    result: RevocationResult
+    last: Any  # the largest id of this batch, as the id column stores it (None: done)
+    fetched: int = 0  # rows the SELECT returned (a join may repeat an id)
+
+
+def revoke_batch(
+    ctx: st.Context,
+    cohort: Cohort,
+    *,
+    after: Any,
+    batch_size: int,
+    detail: str,
+    actor: str | None,
+    reason: str | None,
+    also: AlsoRevoke | None = None,
+) -> Job[Batch]:
+    """The next ``batch_size`` users of ``cohort`` with an id above ``after`` (``None``:
+    from the start), rotated, audited and logged as one event: one transaction.
+
+    Keyset order on the id column: every user the cohort selects is visited once, however
+    the batches before changed the rows. ``cohort.user_ids`` is not supported here (the
+    store slices id lists itself)."""
+    rv.check_cohort(cohort)
+    statement = st.select_batch(ctx, cohort, after=after, limit=batch_size)
+
+    def plan() -> Plan[Batch]:
+        rows = yield Fetch(statement)
+        raw_ids = list(dict.fromkeys(row["user_id"] for row in rows))
+        if not raw_ids:
+            return Batch(rv.result_for((), dry_run=False, audit_id=None), None)
+        result = yield from _commit(
+            ctx, raw_ids, kind="cohort", detail=detail, actor=actor, reason=reason, also=also
+        )
+        return Batch(result, raw_ids[-1], len(rows))
+
+    return _write(ctx, plan())
+
+
+class Batches:
+    """The jobs of a batched revocation, one per batch, for either store to drive::
+
+        for job in jobs:
+            batch = run(job)      # one committed transaction
+            jobs.advance(batch)   # where the next batch starts (or: done)
+
+    The decisions (keyset position, when to stop, the audit detail) live here."""
+
+    def __init__(
+        self,
+        ctx: st.Context,
+        cohort: Cohort,
+        *,
+        batch_size: int,
+        actor: str | None,
+        reason: str | None,
+        also: AlsoRevoke | None,
+    ) -> None:
+        rv.check_cohort(cohort)
+        st.select_batch(ctx, cohort, after=None, limit=batch_size)  # CohortError now
+        self._ctx, self._cohort, self._size = ctx, cohort, batch_size
+        self._actor, self._reason, self._also = actor, reason, also
+        self._detail = rv.describe_cohort(cohort)
+        self._after: Any = None
+        self._number = 0
+        self._done = False
+
+    def __iter__(self) -> Batches:
+        return self
+
+    def __next__(self) -> Job[Batch]:
+        if self._done:
+            raise StopIteration
+        self._number += 1
+        return revoke_batch(
+            self._ctx,
+            self._cohort,
+            after=self._after,
+            batch_size=self._size,
+            detail=f"{self._detail} (batch {self._number})",
+            actor=self._actor,
+            reason=self._reason,
+            also=self._also,
+        )
+
+    def advance(self, batch: Batch) -> None:
+        """Record a committed batch: the next one starts after its last id."""
+        self._after = batch.last
+        self._done = batch.last is None or batch.fetched < self._size
+
+
+def revoke_batches(
+    ctx: st.Context,
+    cohort: Cohort,
+    *,
+    batch_size: int,
+    actor: str | None,
+    reason: str | None,
+    also: AlsoRevoke | None = None,
+) -> Batches:
+    return Batches(ctx, cohort, batch_size=batch_size, actor=actor, reason=reason, also=also)
+
+
+def preview_batches(ctx: st.Context, cohort: Cohort) -> Job[RevocationResult]:
+    """The dry run of a batched revocation: how many users, and the first
+    :data:`MAX_LISTED_IDS` of them in batch (id) order. Two index reads, no lock."""
+    rv.check_cohort(cohort)
+    count, first = st.preview_batches(ctx, cohort, MAX_LISTED_IDS)
+
+    def plan() -> Plan[RevocationResult]:
+        total = int((yield Fetch(count))[0]["n"])
+        ids = tuple(str(row["user_id"]) for row in (yield Fetch(first)))
+        return RevocationResult(
+            count=total, user_ids=ids, dry_run=True, audit_id=None, truncated=total > len(ids)
+        )
+
+    return _read(plan())
 
 
 def revoke_user(
@@ -227,24 +378,37 @@ def check_batch_size(batch_size: int) -> None:
         raise ConfigurationError("batch_size must be a positive integer")
 
 
-def rewrap_batch(ctx: st.Context, batch_size: int, *, actor: str | None) -> Job[int]:
-    """Move up to ``batch_size`` secrets to the primary KEK; one transaction, one audit row.
+def rewrap_batch(
+    ctx: st.Context, batch_size: int, *, after: Any, actor: str | None
+) -> Job[tuple[int, Any]]:
+    """Move up to ``batch_size`` secrets with an id above ``after`` (``None``: from the
+    start) to the primary KEK; one transaction, one audit row.
 
-    Returns how many moved (0: nothing left). The user key is unchanged, so there is no
-    version bump, no NOTIFY and no listener call. A secret that does not open raises
-    :class:`~sjti.errors.UnwrapError` and the whole batch rolls back (fail closed).
+    Returns how many moved and the last id (keyset order, so a run visits each row once:
+    no rescans of rows already moved); ``(0, None)``: nothing left. The user key is
+    unchanged, so there is no version bump, no NOTIFY and no listener call. A secret that
+    does not open raises :class:`~sjti.errors.UnwrapError` and the whole batch rolls back
+    (fail closed). Unwrapping and wrapping again run a round ahead of the database
+    (:func:`~sjti.stores._statements.made_ahead`), like a revocation's.
     """
+    ring = ctx.ring
 
-    def plan() -> Plan[int]:
-        rows = yield Fetch(st.select_rewrap(ctx, batch_size))
-        if not rows:
-            return 0
-        params = []
+    def rewrapped(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+        texts = []
         for row in rows:
             user_id = str(row["user_id"])
-            secret = rv.open_secret(ctx.ring, user_id, row["wrapped"], row.get("kek_id"))
-            params.append(st.rewrap_params(ctx, row["user_id"], ctx.ring.wrap(user_id, secret)))
-        yield Execute(st.rewrap(ctx), params)
+            secret = rv.open_secret(ring, user_id, row["wrapped"], row.get("kek_id"))
+            texts.append(ring.wrap(user_id, secret).to_str())
+        return texts
+
+    def plan() -> Plan[tuple[int, Any]]:
+        rows = yield Fetch(st.select_rewrap(ctx, batch_size, after=after))
+        if not rows:
+            return 0, None
+        chunks = [rows[i : i + st.ROTATE_BATCH] for i in range(0, len(rows), st.ROTATE_BATCH)]
+        for chunk, texts in zip(chunks, st.made_ahead(rewrapped, chunks), strict=True):
+            ids = [row["user_id"] for row in chunk]
+            _check_all_changed((yield Count(st.bulk_update(ctx, ids, texts, None))), ids)
         yield Fetch(
             st.insert_audit(
                 ctx,
@@ -252,11 +416,11 @@ def rewrap_batch(ctx: st.Context, batch_size: int, *, actor: str | None) -> Job[
                 actor=actor,
                 reason=None,
                 kind=REWRAP_KIND,
-                count=len(params),
+                count=len(rows),
                 detail=describe_rewrap(ctx),
             )
         )
-        return len(params)
+        return len(rows), rows[-1]["user_id"]
 
     return _write(ctx, plan())
 

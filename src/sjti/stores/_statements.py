@@ -7,11 +7,14 @@ Callers never contribute SQL text; cohort criteria become bound SQLAlchemy expre
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
+import orjson
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     ColumnElement,
@@ -22,7 +25,6 @@ from sqlalchemy import (
     Table,
     Text,
     Update,
-    bindparam,
     cast,
     func,
     insert,
@@ -34,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .._core.wrapping import KekRing, WrappedSecret
 from ..errors import ConfigurationError
+from . import _revocation as rv
 from . import _schema
 from .base import Cohort, CohortError
 from .layouts import AppUsersTable, CohortColumns, Layout, OwnedTable
@@ -46,17 +49,17 @@ __all__ = [
     "advisory_lock",
     "begin_write",
     "build_context",
+    "bulk_update",
     "coerce_id",
     "count_rewrap",
     "insert_audit",
     "insert_secret_if_absent",
+    "made_ahead",
     "notify",
-    "rewrap",
-    "rewrap_params",
-    "rotate",
+    "preview_batches",
     "rotate_batches",
-    "rotate_params",
     "select_audit",
+    "select_batch",
     "select_rewrap",
     "select_secret",
     "select_targets",
@@ -65,8 +68,8 @@ __all__ = [
 
 # Ids per ``IN (...)``: far below SQLite's and psycopg's bound-parameter limits.
 ID_CHUNK: Final = 1000
-# Rows per executemany of the rotation UPDATE: bounds the memory of one round.
-ROTATE_BATCH: Final = 5000
+# Users per bulk UPDATE of a rotation or re-wrap (one statement, rows as one parameter).
+ROTATE_BATCH: Final = 1000
 _ADVISORY_LOCK_KEY: Final = 0x736A7469  # "sjti": serialises sjti migrations in one database
 _DIALECTS: Final = frozenset({"sqlite", "postgresql"})
 
@@ -316,30 +319,118 @@ def select_targets(ctx: Context, cohort: Cohort, *, lock: bool) -> list[Select[A
     return [base.where(t.id.in_(chunk), *filters) for chunk in _chunks(ids, ID_CHUNK)]
 
 
-def rotate(ctx: Context) -> Update:
-    """One executemany UPDATE for every revoked user (parameters: :func:`rotate_params`)."""
+def bulk_update(
+    ctx: Context, raw_ids: Sequence[Any], secrets: Sequence[str], now: datetime | None
+) -> Update:
+    """One UPDATE giving each of ``raw_ids`` its new wrapped secret (under the primary
+    KEK); with ``now`` it is a rotation (version + 1, rotated_at = now), without it a
+    re-wrap (the user key, version and rotated_at stay).
+
+    The rows travel as one JSON text parameter ``[[id, secret], ...]`` (orjson makes it
+    in C), joined in the database: PostgreSQL ``FROM json_array_elements(...)``, SQLite
+    ``FROM json_each(...)``; measured faster than psycopg's Python array dumper.
+    One statement per round, not one per user: no per-row parameter processing in Python,
+    and the driver waits for the whole round outside the GIL (see :func:`made_ahead`).
+    """
     t = ctx.target
-    values: dict[Column[Any], Any] = {
-        t.secret: bindparam("b_secret", type_=t.secret.type),
-        t.version: func.coalesce(t.version, 0) + 1,
-        t.rotated_at: bindparam("b_now", type_=t.rotated_at.type),
-    }
+    row_id: ColumnElement[Any]
+    row_secret: ColumnElement[Any]
+    pairs = orjson.dumps([[raw, text] for raw, text in zip(raw_ids, secrets, strict=True)])
+    if ctx.dialect == "postgresql":
+        items = func.json_array_elements(cast(literal(pairs.decode(), Text()), JSON))
+        element = items.table_valued("value").render_derived(name="v")
+        row_id = cast(element.c.value.op("->>")(0), t.id.type)
+        row_secret = element.c.value.op("->>")(1)
+    else:
+        element = func.json_each(literal(pairs.decode(), Text())).table_valued("value")
+        row_id = func.json_extract(element.c.value, "$[0]")
+        row_secret = func.json_extract(element.c.value, "$[1]")
+    values: dict[Column[Any], Any] = {t.secret: row_secret}
+    if now is not None:
+        values[t.version] = func.coalesce(t.version, 0) + 1
+        values[t.rotated_at] = literal(now, t.rotated_at.type)
     if t.kek_id is not None:
-        values[t.kek_id] = bindparam("b_kek", type_=t.kek_id.type)
-    return update(t.table).where(t.id == bindparam("b_id", type_=t.id.type)).values(values)
+        values[t.kek_id] = literal(ctx.ring.primary.kid, t.kek_id.type)
+    return update(t.table).where(t.id == row_id).values(values)
 
 
-def rotate_params(
-    ctx: Context, id_value: object, wrapped: WrappedSecret, now: datetime
-) -> dict[str, object]:
-    params = {"b_id": id_value, "b_secret": wrapped.to_str(), "b_now": now}
-    if ctx.target.kek_id is not None:
-        params["b_kek"] = wrapped.kek_id
-    return params
+Bulk = tuple[Sequence[Any], Update]
 
 
-def rotate_batches(params: Sequence[dict[str, object]]) -> Iterator[Sequence[dict[str, object]]]:
-    return _chunks(params, ROTATE_BATCH)
+def rotate_batches(ctx: Context, raw_ids: Sequence[Any], now: datetime) -> Iterator[Bulk]:
+    """The rotation of ``raw_ids``, :data:`ROTATE_BATCH` users per statement
+    (:func:`bulk_update`), each with a fresh random key: ``(ids, statement)`` pairs, made
+    as they are sent (memory bounded by two rounds)."""
+    ring = ctx.ring
+
+    def wrap(chunk: Sequence[Any]) -> list[str]:
+        return [rv.new_wrapped(ring, str(raw)).to_str() for raw in chunk]
+
+    chunks = list(_chunks(raw_ids, ROTATE_BATCH))
+    for chunk, secrets in zip(chunks, made_ahead(wrap, chunks), strict=True):
+        yield chunk, bulk_update(ctx, chunk, secrets, now)
+
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+def made_ahead(make: Callable[[T], U], items: Sequence[T]) -> Iterator[U]:
+    """``make(item)`` for each item, the next one made on a helper thread while the
+    caller uses this one.
+
+    The caller sends each round to the database, and the drivers wait for a statement
+    outside the GIL: the encryption of round n+1 (about as costly per user as the
+    database's UPDATE) overlaps with round n instead of adding to it.
+    """
+    if len(items) < 2:
+        yield from map(make, items)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sjti-wrap") as pool:
+        pending = pool.submit(make, items[0])
+        for following in items[1:]:
+            ready = pending.result()
+            pending = pool.submit(make, following)
+            yield ready
+        yield pending.result()
+
+
+def select_batch(ctx: Context, cohort: Cohort, *, after: Any, limit: int) -> Select[Any]:
+    """The next ``limit`` users of a criteria cohort above id ``after``, locked, in id
+    order (keyset pagination: each user once, whatever earlier batches changed)."""
+    if cohort.user_ids is not None:
+        raise CohortError("a batched revocation selects by criteria, not by id list")
+    t = ctx.target
+    source, filters = _cohort_filters(ctx, cohort)
+    if after is not None:
+        filters.append(t.id > after)
+    return (
+        select(t.id.label("user_id"))
+        .select_from(source)
+        .where(*filters)
+        .order_by(t.id)
+        .limit(limit)
+        .with_for_update(of=t.table)
+    )
+
+
+def preview_batches(ctx: Context, cohort: Cohort, listed: int) -> tuple[Select[Any], Select[Any]]:
+    """A batched revocation's dry run: its size, and its first ``listed`` ids in id order."""
+    if cohort.user_ids is not None:
+        raise CohortError("a batched revocation selects by criteria, not by id list")
+    t = ctx.target
+    source, filters = _cohort_filters(ctx, cohort)
+    # A joined table may repeat an id (the revocation dedupes); count each user once.
+    counted = func.count(t.id.distinct()) if source is not t.table else func.count()
+    count = select(counted.label("n")).select_from(source).where(*filters)
+    first = (
+        select(t.id.label("user_id"))
+        .select_from(source)
+        .where(*filters)
+        .order_by(t.id)
+        .limit(listed)
+    )
+    return count, first
 
 
 # -- KEK rotation (rewrap) ----------------------------------------------------------------
@@ -368,8 +459,9 @@ def _text_prefix(kek_id: str) -> str:
     return WrappedSecret(kek_id=kek_id, blob=b"").to_str()
 
 
-def select_rewrap(ctx: Context, limit: int) -> Select[Any]:
-    """The next ``limit`` rows to move to the primary KEK, locked, in id order.
+def select_rewrap(ctx: Context, limit: int, *, after: Any = None) -> Select[Any]:
+    """The next ``limit`` rows (ids above ``after``) to move to the primary KEK, locked,
+    in id order.
 
     PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so concurrent rewrap runs share the work and a
     row a revocation holds is left for the next batch instead of waiting on it. SQLite
@@ -380,9 +472,12 @@ def select_rewrap(ctx: Context, limit: int) -> Select[Any]:
     columns = [t.id.label("user_id"), t.secret.label("wrapped")]
     if t.kek_id is not None:
         columns.append(t.kek_id.label("kek_id"))
+    filters = [_under_other_kek(ctx, None)]
+    if after is not None:
+        filters.append(t.id > after)
     return (
         select(*columns)
-        .where(_under_other_kek(ctx, None))
+        .where(*filters)
         .order_by(t.id)
         .limit(limit)
         .with_for_update(of=t.table, skip_locked=ctx.dialect == "postgresql")
@@ -393,23 +488,6 @@ def count_rewrap(ctx: Context, kek_id: str | None = None) -> Select[Any]:
     """How many secrets are not under the primary KEK (with ``kek_id``: under that KEK)."""
     t = ctx.target
     return select(func.count().label("n")).select_from(t.table).where(_under_other_kek(ctx, kek_id))
-
-
-def rewrap(ctx: Context) -> Update:
-    """One executemany UPDATE moving secrets to the primary KEK: the user key, version and
-    rotated_at stay as they are (nobody is logged out). Parameters: :func:`rewrap_params`."""
-    t = ctx.target
-    values: dict[Column[Any], Any] = {t.secret: bindparam("b_secret", type_=t.secret.type)}
-    if t.kek_id is not None:
-        values[t.kek_id] = bindparam("b_kek", type_=t.kek_id.type)
-    return update(t.table).where(t.id == bindparam("b_id", type_=t.id.type)).values(values)
-
-
-def rewrap_params(ctx: Context, id_value: object, wrapped: WrappedSecret) -> dict[str, object]:
-    params: dict[str, object] = {"b_id": id_value, "b_secret": wrapped.to_str()}
-    if ctx.target.kek_id is not None:
-        params["b_kek"] = wrapped.kek_id
-    return params
 
 
 def notify(ctx: Context, message: str) -> Select[Any]:

@@ -51,6 +51,7 @@ from . import _plans as plans
 from . import _revocation as rv
 from . import _statements as st
 from .base import (
+    MAX_LISTED_IDS,
     NODE_TTL,
     Acknowledgement,
     AuditRecord,
@@ -91,11 +92,14 @@ T = TypeVar("T")
 Wait = Literal["all"] | None
 DEFAULT_WAIT: Final = 5.0
 ACK_POLL: Final = 0.002  # seconds between looks at the node registry while waiting
+BATCH: Final = MAX_LISTED_IDS  # users per batch of revoke_batches: each event lists its ids
 
 
 def _execute(conn: Connection, op: plans.Op) -> plans.Rows:
     if isinstance(op, plans.Fetch):
         return conn.execute(op.statement).mappings().all()
+    if isinstance(op, plans.Count):
+        return ({"n": (conn.execute(op.statement)).rowcount},)
     if op.params is None:
         conn.execute(op.statement)
     else:
@@ -205,6 +209,50 @@ class SqlSecretStore:
         )
         return self._revoked(job, "cohort", wait, timeout)
 
+    def revoke_batches(
+        self,
+        cohort: Cohort,
+        *,
+        batch_size: int = BATCH,
+        actor: str | None = None,
+        reason: str | None = None,
+        also: plans.AlsoRevoke | None = None,
+    ) -> Iterator[RevocationResult]:
+        """Revoke a criteria cohort of any size in batches; yields each committed batch.
+
+        For incidents too large for one transaction (a whole tenant: a million users).
+        Each batch of at most ``batch_size`` users (keyset order on the id) is **one
+        transaction** with its own key rotations, audit row (detail ``"<criteria> (batch
+        n)"``) and event: committed before it is yielded, announced to the listeners (the
+        bus relay) right after, so nodes drop each batch's users as it commits, from one
+        message per batch. With ``batch_size`` at most :data:`MAX_LISTED_IDS` (the
+        default) each event lists its users, so nodes drop exactly those keys.
+
+        Not atomic across batches: a failure (BackendError) leaves the batches before it
+        revoked, each with its event; run it again to finish (users already rotated are
+        rotated again, which is harmless). Memory is bounded by one batch. The iterator is
+        lazy: consume it (``for batch in ...`` to show progress). The dry run is
+        :meth:`preview_batches`.
+        """
+        plans.check_batch_size(batch_size)
+        jobs = plans.revoke_batches(
+            self._ctx, cohort, batch_size=batch_size, actor=actor, reason=reason, also=also
+        )  # CohortError now, not at the first next()
+        return self._batches(jobs)
+
+    def _batches(self, jobs: plans.Batches) -> Iterator[RevocationResult]:
+        for job in jobs:
+            batch = self._run(job)
+            jobs.advance(batch)
+            if batch.result.count:
+                rv.announce(self._listeners, self._event_listeners, batch.result, "cohort")
+                yield batch.result
+
+    def preview_batches(self, cohort: Cohort) -> RevocationResult:
+        """The dry run of :meth:`revoke_batches`: the count and the first
+        :data:`MAX_LISTED_IDS` users in batch order; reads two index ranges, locks nothing."""
+        return self._run(plans.preview_batches(self._ctx, cohort))
+
     def audit_log(self, *, limit: int = 100) -> list[AuditRecord]:
         return self._run(plans.audit_log(self._ctx, limit))
 
@@ -223,7 +271,12 @@ class SqlSecretStore:
         return self._rewrap(batch_size, actor)
 
     def _rewrap(self, batch_size: int, actor: str | None) -> Iterator[int]:
-        while moved := self._run(plans.rewrap_batch(self._ctx, batch_size, actor=actor)):
+        after = None
+        while True:
+            job = plans.rewrap_batch(self._ctx, batch_size, after=after, actor=actor)
+            moved, after = self._run(job)
+            if not moved:
+                return
             yield moved
 
     def rewrap_pending(self, kek_id: str | None = None) -> int:

@@ -31,6 +31,7 @@ from . import _plans as plans
 from . import _revocation as rv
 from . import _statements as st
 from .base import (
+    MAX_LISTED_IDS,
     NODE_TTL,
     Acknowledgement,
     AsyncSecretStore,
@@ -53,11 +54,14 @@ T = TypeVar("T")
 Wait = Literal["all"] | None
 DEFAULT_WAIT: Final = 5.0
 ACK_POLL: Final = 0.002  # seconds between looks at the node registry while waiting
+BATCH: Final = MAX_LISTED_IDS  # users per batch of revoke_batches: each event lists its ids
 
 
 async def _execute(conn: AsyncConnection, op: plans.Op) -> plans.Rows:
     if isinstance(op, plans.Fetch):
         return (await conn.execute(op.statement)).mappings().all()
+    if isinstance(op, plans.Count):
+        return ({"n": (await conn.execute(op.statement)).rowcount},)
     if op.params is None:
         await conn.execute(op.statement)
     else:
@@ -171,6 +175,34 @@ class AsyncSqlSecretStore:
         )
         return await self._revoked(job, "cohort", wait, timeout)
 
+    def revoke_batches(
+        self,
+        cohort: Cohort,
+        *,
+        batch_size: int = BATCH,
+        actor: str | None = None,
+        reason: str | None = None,
+        also: plans.AlsoRevoke | None = None,
+    ) -> AsyncIterator[RevocationResult]:
+        """As :meth:`sjti.stores.sql.SqlSecretStore.revoke_batches`: ``async for``."""
+        plans.check_batch_size(batch_size)
+        jobs = plans.revoke_batches(
+            self._ctx, cohort, batch_size=batch_size, actor=actor, reason=reason, also=also
+        )
+        return self._batches(jobs)
+
+    async def _batches(self, jobs: plans.Batches) -> AsyncIterator[RevocationResult]:
+        for job in jobs:
+            batch = await self._run(job)
+            jobs.advance(batch)
+            if batch.result.count:
+                rv.announce(self._listeners, self._event_listeners, batch.result, "cohort")
+                yield batch.result
+
+    async def preview_batches(self, cohort: Cohort) -> RevocationResult:
+        """As :meth:`sjti.stores.sql.SqlSecretStore.preview_batches`."""
+        return await self._run(plans.preview_batches(self._ctx, cohort))
+
     async def audit_log(self, *, limit: int = 100) -> list[AuditRecord]:
         return await self._run(plans.audit_log(self._ctx, limit))
 
@@ -183,7 +215,12 @@ class AsyncSqlSecretStore:
         return self._rewrap(batch_size, actor)
 
     async def _rewrap(self, batch_size: int, actor: str | None) -> AsyncIterator[int]:
-        while moved := await self._run(plans.rewrap_batch(self._ctx, batch_size, actor=actor)):
+        after = None
+        while True:
+            job = plans.rewrap_batch(self._ctx, batch_size, after=after, actor=actor)
+            moved, after = await self._run(job)
+            if not moved:
+                return
             yield moved
 
     async def rewrap_pending(self, kek_id: str | None = None) -> int:
