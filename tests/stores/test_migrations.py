@@ -38,17 +38,18 @@ def test_upgrade_creates_the_tables_once(engine: sa.Engine, names: SqlNames) -> 
         f"events:{names.events} v1",
         f"nodes:{names.nodes} v1",
         f"secrets:{names.secrets} v1",
+        f"secrets:{names.secrets} v2",
     ]
     assert second == []
     versions = schema_versions(engine)
-    assert versions[f"secrets:{names.secrets}"] == 1
+    assert versions[f"secrets:{names.secrets}"] == 2
     assert versions[f"audit:{names.audit}"] == 1
     assert versions[f"events:{names.events}"] == 1
     assert _columns(engine, names.events) == {
         "id", "at", "kind", "count", "audit_id", "users", "published",
     }  # fmt: skip
     assert _columns(engine, names.secrets) == {
-        "user_id", "wrapped_secret", "kek_id", "version", "rotated_at",
+        "user_id", "wrapped_secret", "kek_id", "version", "rotated_at", "devices",
     }  # fmt: skip
     assert _columns(engine, names.audit) == {
         "id", "at", "actor", "reason", "kind", "count", "detail",
@@ -61,7 +62,7 @@ async def test_upgrade_async_is_idempotent_too(sql_url: str, names: SqlNames) ->
     engine = create_async_engine(sql_url.replace("sqlite://", "sqlite+aiosqlite://"))
     layout = OwnedTable(names.secrets, **names.log)
     try:
-        assert len(await upgrade_async(engine, layout)) == 4
+        assert len(await upgrade_async(engine, layout)) == 5
         assert await upgrade_async(engine, layout) == []
     finally:
         async with engine.begin() as conn:
@@ -74,7 +75,7 @@ def test_app_layout_upgrade_adds_only_missing_columns(
     engine: sa.Engine, names: SqlNames, ring: KekRing
 ) -> None:
     """The blog's ALTER TABLE, done for the app: existing users keep their rows, get no key."""
-    secret, _, _ = secret_columns()
+    secret, *_ = secret_columns()
     sa.Table(names.users, sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
              sa.Column("name", sa.Text), secret).create(engine)  # fmt: skip
     with engine.begin() as conn:
@@ -91,6 +92,7 @@ def test_app_layout_upgrade_adds_only_missing_columns(
         f"nodes:{names.nodes} v1",
         f"{names.users}.token_version",
         f"{names.users}.token_rotated_at",
+        f"{names.users}.token_devices",
     ]
     assert upgrade(engine, layout) == []
     assert add_secret_columns(engine, layout) == []
@@ -114,7 +116,7 @@ async def test_add_secret_columns_async(sql_url: str, names: SqlNames) -> None:
     engine = create_async_engine(sql_url.replace("sqlite://", "sqlite+aiosqlite://"))
     try:
         added = await add_secret_columns_async(engine, AppUsersTable(users))
-        assert len(added) == 3
+        assert len(added) == 4
         assert await add_secret_columns_async(engine, AppUsersTable(users)) == []
     finally:
         await engine.dispose()
@@ -146,9 +148,9 @@ def test_racing_upgrades_apply_each_migration_once(sql_url: str, names: SqlNames
     for engine in engines:
         engine.dispose()
     assert errors == []
-    assert sorted(len(applied) for applied in results) == [0, 4]
+    assert sorted(len(applied) for applied in results) == [0, 5]
     cleanup = sa.create_engine(sql_url)
-    assert schema_versions(cleanup)[f"secrets:{names.secrets}"] == 1
+    assert schema_versions(cleanup)[f"secrets:{names.secrets}"] == 2
     with cleanup.begin() as conn:
         for name in (names.secrets, names.audit):
             conn.execute(sa.text(f'DROP TABLE "{name}"'))
@@ -184,6 +186,31 @@ def test_a_new_migration_runs_on_an_existing_database(
     monkeypatch.setattr(
         migrations, "SECRETS_MIGRATIONS", (*migrations.SECRETS_MIGRATIONS, add_note)
     )
-    assert upgrade(engine, layout) == [f"secrets:{names.secrets} v2"]
+    assert upgrade(engine, layout) == [f"secrets:{names.secrets} v3"]
     assert "note" in _columns(engine, names.secrets)
-    assert schema_versions(engine)[f"secrets:{names.secrets}"] == 2
+    assert schema_versions(engine)[f"secrets:{names.secrets}"] == 3
+
+
+def test_a_v1_owned_table_gains_devices_and_keeps_its_rows(
+    engine: sa.Engine, names: SqlNames, ring: KekRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database made before devices existed: v2 adds the column, keys stay, and the
+    users' records say "devices not tracked" (NULL) until a device signs in."""
+    layout = OwnedTable(names.secrets, **names.log)
+    monkeypatch.setattr(migrations, "SECRETS_MIGRATIONS", migrations.SECRETS_MIGRATIONS[:1])
+    upgrade(engine, layout)
+    assert "devices" not in _columns(engine, names.secrets)
+    with engine.begin() as conn:  # a v1 row, written as v1 code wrote it
+        conn.execute(
+            sa.text(
+                f'INSERT INTO "{names.secrets}" (user_id, wrapped_secret, kek_id, version, '
+                "rotated_at) VALUES (:u, :w, :k, 1, :t)"
+            ),
+            {"u": "old", "w": ring.wrap("old", bytes(32)).to_str(), "k": ring.primary.kid,
+             "t": "2026-01-01 00:00:00"},
+        )  # fmt: skip
+    monkeypatch.undo()
+    assert upgrade(engine, layout) == [f"secrets:{names.secrets} v2"]
+    key = SqlSecretStore(engine, ring, layout).load("old")
+    assert key is not None
+    assert (key.secret_bytes(), key.devices) == (bytes(32), None)

@@ -107,7 +107,7 @@ def _v1(conn: Connection) -> None:
     v1_users = Table(
         "sjti_users",
         MetaData(),
-        *(c._copy() for c in users.columns if c.name != "disabled_at"),
+        *(c._copy() for c in users.columns if c.name not in ("disabled_at", "token_devices")),
     )
     v1_users.create(conn)
     for table in (families, refresh_tokens):

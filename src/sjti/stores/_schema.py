@@ -82,6 +82,8 @@ def owned_table(metadata: MetaData, name: str) -> Table:
         Column("kek_id", String(64), nullable=False, index=True),
         Column("version", Integer, nullable=False),
         Column("rotated_at", UtcDateTime, nullable=False),
+        # v2: the user's signed-in devices (see _core.binding); NULL: not tracked.
+        Column("devices", Text, nullable=True),
         Index(f"ix_{name}_rotated_at", "rotated_at"),
     )
 
@@ -116,7 +118,8 @@ def secret_columns(
     secret: str = "token_secret",  # noqa: S107 - a column name, not a password
     version: str = "token_version",
     rotated_at: str = "token_rotated_at",
-) -> tuple[Column[Any], Column[Any], Column[Any]]:
+    devices: str = "token_devices",
+) -> tuple[Column[Any], ...]:
     """Fresh Column objects for the app-table layout, to declare in the app's users Table:
     ``Table("users", metadata, Column("id", Integer, primary_key=True), *secret_columns())``.
     """
@@ -124,6 +127,7 @@ def secret_columns(
         Column(secret, Text, nullable=True),  # NULL until the user's first token
         Column(version, Integer, nullable=False, server_default="0"),
         Column(rotated_at, UtcDateTime, nullable=True),
+        Column(devices, Text, nullable=True),  # signed-in devices; NULL: not tracked
     )
 
 

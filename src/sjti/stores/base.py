@@ -36,6 +36,7 @@ __all__ = [
     "AuditRecord",
     "Cohort",
     "CohortError",
+    "DeviceSignIn",
     "EventListener",
     "EventPage",
     "ListenerError",
@@ -129,6 +130,16 @@ class RevocationResult:
     event_id: int | None = None  # the revocation event written (the bus relays it)
     # With ``wait="all"``: which live nodes applied the event before the timeout.
     acknowledgement: Acknowledgement | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSignIn:
+    """A device signed in: its id (the tokens' ``sid``), the user's key (which now lists
+    it) and the devices the sign-in signed out to stay within ``max_devices``."""
+
+    sid: str
+    key: UserKey
+    signed_out: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

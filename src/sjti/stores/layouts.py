@@ -10,9 +10,10 @@ Two layouts:
     app passes :class:`CohortColumns` pointing at its own users table, joined on the id.
 
 ``AppUsersTable(table=users, id_column="id", ...)``
-    The blog's ``ALTER TABLE users ADD COLUMN token_secret``: three columns on the
+    The blog's ``ALTER TABLE users ADD COLUMN token_secret``: four columns on the
     application's own users table (``token_secret``, ``token_version``,
-    ``token_rotated_at``; declare them with :func:`secret_columns`, add them to a live
+    ``token_rotated_at``, ``token_devices``; declare them with :func:`secret_columns`, add
+    them to a live
     database with :func:`sjti.stores.migrations.add_secret_columns`). The app already
     loads the user row to authorize the request, so :func:`user_key_from_row` verifies
     the user layer from that row with zero extra queries. ``ensure`` fills the secret of
@@ -95,6 +96,7 @@ class AppUsersTable:
     secret_column: str = "token_secret"  # noqa: S105 - a column name, not a password
     version_column: str = "token_version"
     rotated_at_column: str = "token_rotated_at"
+    devices_column: str = "token_devices"
     audit_table: str = "sjti_revocation_audit"
     events_table: str = "sjti_revocation_events"
     nodes_table: str = "sjti_nodes"
@@ -106,6 +108,7 @@ class AppUsersTable:
         _column(self.table, self.secret_column, "the secret")
         _column(self.table, self.version_column, "the version")
         _column(self.table, self.rotated_at_column, "rotated_at")
+        _column(self.table, self.devices_column, "the devices")
         _check_log_names(self)
 
 
@@ -171,4 +174,5 @@ def user_key_from_row(
     if text is None:
         return None
     secret = rv.open_secret(kek_ring, str(row[layout.id_column]), text)
-    return UserKey(secret)
+    devices = row.get(layout.devices_column)
+    return UserKey(secret, None if devices is None else str(devices).split())

@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from .._core.binding import UserKey
+from .._core.binding import UserKey, devices_record, new_device_id
 from .._core.wrapping import Kek, KekRing, WrappedSecret
 from ..errors import ConfigurationError
+from . import _devices as devs
 from . import _revocation as rv
 from .base import (
     AsyncSecretStore,
     AuditRecord,
     Cohort,
+    DeviceSignIn,
     RevocationListener,
     RevocationResult,
     SecretStore,
@@ -38,6 +40,7 @@ class MemoryUser:
     version: int = 0
     rotated_at: datetime | None = None
     attributes: dict[str, object] = field(default_factory=dict)
+    devices: list[str] | None = None  # signed-in devices, oldest first; None: not tracked
 
 
 class MemorySecretStore:
@@ -72,20 +75,73 @@ class MemorySecretStore:
     # -- SecretStore --------------------------------------------------------------------
 
     def load_secret(self, user_id: str) -> bytes | None:
+        """The user's key record: the secret, and the device list if devices are tracked."""
         with self._lock:
             user = self._users.get(user_id)
-            wrapped = user.wrapped if user is not None else None
-        return self._ring.unwrap(user_id, wrapped) if wrapped is not None else None
+            if user is None or user.wrapped is None:
+                return None
+            wrapped, devices = user.wrapped, user.devices
+        return self._record(user_id, wrapped, devices)
 
     def load(self, user_id: str) -> UserKey | None:
-        secret = self.load_secret(user_id)
-        return UserKey(secret) if secret is not None else None
+        record = self.load_secret(user_id)
+        return UserKey.from_record(record) if record is not None else None
 
     def ensure(self, user_id: str) -> UserKey:
         with self._lock:
             user = self._users.setdefault(user_id, MemoryUser())
             wrapped = user.wrapped or self._rotate(user_id, user, self._clock())
-        return UserKey(self._ring.unwrap(user_id, wrapped))
+            devices = user.devices
+        return UserKey.from_record(self._record(user_id, wrapped, devices))
+
+    def sign_in(
+        self,
+        user_id: str,
+        *,
+        sid: str | None = None,
+        max_devices: int = devs.DEFAULT_MAX_DEVICES,
+    ) -> DeviceSignIn:
+        """A new device for ``user_id`` (its key made on first use): issue its tokens with
+        ``claims={"sid": sign_in.sid}`` and ``sign_in.key``. Past ``max_devices`` the
+        oldest device is signed out (``sign_in.signed_out``)."""
+        sid = sid if sid is not None else new_device_id()
+        with self._lock:
+            user = self._users.setdefault(user_id, MemoryUser())
+            wrapped = user.wrapped or self._rotate(user_id, user, self._clock())
+            change = devs.sign_in(user.devices, sid, max_devices)
+            user.devices = list(change.devices)
+        key = UserKey.from_record(self._record(user_id, wrapped, user.devices))
+        # The record changed: caches must read the new device list (an event, like a
+        # revocation, so no node refuses the new device with a stale copy).
+        result = rv.result_for([user_id], dry_run=False, audit_id=None)
+        rv.announce(self._listeners, (), result, "sign_in")
+        return DeviceSignIn(sid, key, change.signed_out)
+
+    def revoke_device(
+        self, user_id: str, sid: str, *, actor: str | None = None, reason: str | None = None
+    ) -> RevocationResult:
+        """Sign one device out: its tokens are refused at once, the user's other devices
+        stay signed in. Audited; a device that is not signed in changes nothing."""
+        with self._lock:
+            user = self._users.get(user_id)
+            change = devs.sign_out(None if user is None else user.devices, sid)
+            if user is None or not change.signed_out:
+                return rv.result_for([], dry_run=False, audit_id=None)
+            user.devices = list(change.devices)
+            record = self._audit_row(actor, reason, "device", 1, devs.describe_device(user_id, sid))
+        result = rv.result_for([user_id], dry_run=False, audit_id=record.id)
+        rv.announce(self._listeners, (), result, "device")
+        return result
+
+    def devices(self, user_id: str) -> list[str] | None:
+        """The user's signed-in devices, oldest first (``None``: devices not tracked)."""
+        with self._lock:
+            user = self._users.get(user_id)
+            return None if user is None or user.devices is None else list(user.devices)
+
+    def _record(self, user_id: str, wrapped: WrappedSecret, devices: list[str] | None) -> bytes:
+        secret = self._ring.unwrap(user_id, wrapped)
+        return secret if devices is None else devices_record(secret, devices)
 
     def revoke(
         self, user_id: str, *, actor: str | None = None, reason: str | None = None
@@ -197,6 +253,8 @@ class MemorySecretStore:
         user.wrapped = rv.new_wrapped(self._ring, user_id)
         user.version += 1
         user.rotated_at = now
+        if user.devices is not None:
+            user.devices = []  # a new key signs every device out
         return user.wrapped
 
     def _revoke(
@@ -219,19 +277,31 @@ class MemorySecretStore:
             now = self._clock()
             for uid in known:
                 self._rotate(uid, self._users[uid], now)
-            record = AuditRecord(
-                id=len(self._audit) + 1,
-                at=now,
-                actor=actor,
-                reason=reason,
-                kind=kind,
-                count=len(known),
-                detail=detail,
-            )
-            self._audit.append(record)
+            record = self._audit_row(actor, reason, kind, len(known), detail, now)
         result = rv.result_for(known, dry_run=False, audit_id=record.id)
         rv.announce(self._listeners, (), result, kind)  # one process: no event log
         return result
+
+    def _audit_row(
+        self,
+        actor: str | None,
+        reason: str | None,
+        kind: str,
+        count: int,
+        detail: str,
+        now: datetime | None = None,
+    ) -> AuditRecord:
+        record = AuditRecord(
+            id=len(self._audit) + 1,
+            at=now or self._clock(),
+            actor=actor,
+            reason=reason,
+            kind=kind,
+            count=count,
+            detail=detail,
+        )
+        self._audit.append(record)
+        return record
 
     def _has_secret(self, user_id: str) -> bool:
         user = self._users.get(user_id)

@@ -27,9 +27,22 @@ the live table and adds what is missing, under the same lock.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, MetaData, inspect, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.schema import CreateColumn
 
@@ -54,8 +67,32 @@ Migration = Callable[[Connection, str], None]  # (connection, table name)
 
 
 def _create_secrets_v1(conn: Connection, name: str) -> None:
-    """Create the owned secrets table with its rotated_at and kek_id indexes."""
-    _schema.owned_table(MetaData(), name).create(conn)
+    """Create the owned secrets table with its rotated_at and kek_id indexes (v1's shape,
+    frozen here: v2 adds ``devices``)."""
+    Table(
+        name,
+        MetaData(),
+        Column("user_id", Text, primary_key=True),
+        Column("wrapped_secret", Text, nullable=False),
+        Column("kek_id", String(64), nullable=False, index=True),
+        Column("version", Integer, nullable=False),
+        Column("rotated_at", _schema.UtcDateTime, nullable=False),
+        Index(f"ix_{name}_rotated_at", "rotated_at"),
+    ).create(conn)
+
+
+def _add_devices_v2(conn: Connection, name: str) -> None:
+    """The owned table lists each user's signed-in devices (per-device revocation)."""
+    column = _schema.owned_table(MetaData(), name).c.devices
+    _add_column(conn, name, column)
+
+
+def _add_column(conn: Connection, table_name: str, column: Column[Any]) -> None:
+    # DDL from our own Column objects, compiled and quoted by the dialect: no input from a
+    # caller reaches this text (table names are validated by the layouts).
+    quoted = conn.dialect.identifier_preparer.quote(table_name)
+    spec = CreateColumn(column._copy()).compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE {quoted} ADD COLUMN {spec}"))
 
 
 def _create_audit_v1(conn: Connection, name: str) -> None:
@@ -74,7 +111,7 @@ def _create_nodes_v1(conn: Connection, name: str) -> None:
 
 
 # Ordered: version N = the first N functions have run. Append only.
-SECRETS_MIGRATIONS: Final[Sequence[Migration]] = (_create_secrets_v1,)
+SECRETS_MIGRATIONS: Final[Sequence[Migration]] = (_create_secrets_v1, _add_devices_v2)
 AUDIT_MIGRATIONS: Final[Sequence[Migration]] = (_create_audit_v1,)
 EVENTS_MIGRATIONS: Final[Sequence[Migration]] = (_create_events_v1,)
 NODES_MIGRATIONS: Final[Sequence[Migration]] = (_create_nodes_v1,)
@@ -131,7 +168,10 @@ def _add_columns_in(conn: Connection, layout: AppUsersTable) -> list[str]:
     table = layout.table
     present = {c["name"] for c in inspect(conn).get_columns(table.name, schema=table.schema)}
     wanted = _schema.secret_columns(
-        layout.secret_column, layout.version_column, layout.rotated_at_column
+        layout.secret_column,
+        layout.version_column,
+        layout.rotated_at_column,
+        layout.devices_column,
     )
     quoted_table = conn.dialect.identifier_preparer.format_table(table)
     added: list[str] = []
