@@ -53,6 +53,7 @@ __all__ = [
     "RefreshStore",
     "ReuseDetected",
     "Rotated",
+    "SessionEnded",
     "disable_users_too",
     "revoke_families_of",
     "revoke_family_too",
@@ -89,6 +90,13 @@ class Family:
 
 class AccountChanged(Exception):
     """The user's key changed (a revocation) while the password grant ran: retry."""
+
+
+class SessionEnded(Exception):
+    """Raised inside a revocation's transaction (which then rolls back, nothing changed):
+    the device session the change was asked from is no longer live, or the password it
+    checked is no longer the password. A request that started before a revocation must not
+    act after it."""
 
 
 class NoSecretYet(Exception):
@@ -172,9 +180,26 @@ def revoke_family_too(family_id: str) -> Any:
 
 def revoke_other_families_too(keep: str, counted: list[int]) -> Any:
     """The ``also`` sub-plan of "sign out all other devices": every live family of the
-    selected users but ``keep`` (the device asking), with the key rotation."""
+    selected users but ``keep`` (the device asking), with the key rotation.
+
+    ``keep`` must still be live and theirs, checked (and its row locked) inside the
+    transaction: a device signed out, or revoked with its user, while the request ran
+    raises :class:`SessionEnded` and nothing commits (a revoked session never signs the
+    others out, nor changes the password)."""
 
     def plan(user_ids: Sequence[Any]) -> Plan[None]:
+        alive = yield Fetch(
+            update(families)
+            .where(
+                families.c.id == keep,
+                families.c.user_id.in_(list(user_ids)),
+                families.c.revoked.is_(False),
+            )
+            .values(last_used_at=families.c.last_used_at)
+            .returning(families.c.id)
+        )
+        if not alive:
+            raise SessionEnded("this device was signed out meanwhile")
         rows = yield Fetch(
             update(families)
             .where(
@@ -190,18 +215,25 @@ def revoke_other_families_too(keep: str, counted: list[int]) -> Any:
     return plan
 
 
-def set_password_too(password_hash: str, then: Any) -> Any:
+def set_password_too(password_hash: str, then: Any, *, replacing: str) -> Any:
     """The ``also`` sub-plan of a password change: the new hash, committed with the key
-    rotation and ``then`` (the families it ends), or not at all."""
+    rotation and ``then`` (the families it ends), or not at all.
+
+    ``replacing`` is the hash the current password was checked against: compared in the
+    transaction, so a password changed by another request meanwhile (the owner, on another
+    device) is never overwritten by one checked against the old password
+    (:class:`SessionEnded`, everything rolled back)."""
 
     def plan(user_ids: Sequence[Any]) -> Plan[None]:
         yield from then(user_ids)
-        yield Fetch(
+        changed = yield Fetch(
             update(users)
-            .where(users.c.id.in_(list(user_ids)))
+            .where(users.c.id.in_(list(user_ids)), users.c.password_hash == replacing)
             .values(password_hash=password_hash)
             .returning(users.c.id)
         )
+        if len(changed) != len(user_ids):
+            raise SessionEnded("the password changed meanwhile")
 
     return plan
 

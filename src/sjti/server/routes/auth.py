@@ -102,15 +102,32 @@ def _with_secret(services: Services, user_id: str, mint: Callable[[], Minted]) -
         return mint()
 
 
+def password_wait(services: Services, ip: str, name: str) -> int:
+    """Seconds before ``ip`` may try another password for ``name`` (0: now). Failures
+    count per account *and* client: a stranger's guesses lock out only the stranger, never
+    the owner (the per-IP limit bounds a stranger across accounts). Every place that checks
+    a password (the grant, the account page's password change) asks this first."""
+    return max(
+        services.ip_limiter.retry_after(ip), services.user_limiter.retry_after(f"{name}\0{ip}")
+    )
+
+
+def password_failed(services: Services, ip: str, name: str) -> None:
+    """Count a wrong password against the client and the account (see :func:`password_wait`)."""
+    services.ip_limiter.failed(ip)
+    services.user_limiter.failed(f"{name}\0{ip}")
+
+
+def password_succeeded(services: Services, ip: str, name: str) -> None:
+    services.user_limiter.succeeded(f"{name}\0{ip}")
+
+
 def password_grant(
     services: Services, request: Request, response: Response, username: str, password: str
 ) -> TokenOut:
     ip = request.client.host if request.client is not None else "unknown"
     name = username.strip().lower()[:64]
-    # Failures count per account *and* client: a stranger's guesses lock out only the
-    # stranger, never the owner (the per-IP limit bounds a stranger across accounts).
-    account = f"{name}\0{ip}"
-    wait = max(services.ip_limiter.retry_after(ip), services.user_limiter.retry_after(account))
+    wait = password_wait(services, ip, name)
     if wait:
         services.metrics.logins.labels("password", "throttled").inc()
         raise HTTPException(
@@ -122,11 +139,10 @@ def password_grant(
     # Unknown users cost one argon2 verification too: the timing says nothing.
     ok = services.passwords.verify(found.password_hash if found else None, password[:1024])
     if found is None or not ok or found.user.disabled_at is not None:
-        services.ip_limiter.failed(ip)
-        services.user_limiter.failed(account)
+        password_failed(services, ip, name)
         services.metrics.logins.labels("password", "failed").inc()
         raise _grant_error(401, "invalid_grant", "invalid username or password")
-    services.user_limiter.succeeded(account)
+    password_succeeded(services, ip, name)
     user_id = found.user.id
     try:
         minted = _with_secret(

@@ -12,8 +12,12 @@
 * CSRF: every form carries ``csrf_token = HMAC-SHA256(csrf cookie, "sid:" + session id)``
   (the signed double-submit pattern, bound to the session: a token taken from one session
   is refused in another). Before sign-in the binding is the word ``signin``; the secret is
-  replaced at sign-in (no fixation). Cross-site posts are refused on ``Sec-Fetch-Site``
-  before anything else, and ``SameSite`` keeps the cookies off them anyway.
+  replaced at sign-in (no fixation). Posts from another site (``Sec-Fetch-Site``
+  ``cross-site`` or ``same-site``) are refused before anything else, and ``SameSite``
+  keeps the cookies off cross-site ones anyway.
+* The page session is its device session: the access token passes both layers *and* its
+  refresh family must be live, whatever the granularity (a device signed out on the
+  account page stops at once).
 """
 
 from __future__ import annotations
@@ -87,11 +91,20 @@ def _forbidden(description: str) -> HTTPException:
     return HTTPException(403, {"error": "invalid_csrf_token", "error_description": description})
 
 
+# Sec-Fetch-Site values of a post these pages' own forms make (a browser sends
+# same-origin; "none" is a user-initiated request). A sibling host ("same-site") is not
+# this origin: without the __Host- prefix (plain HTTP in development) it can set cookies
+# here, the CSRF secret included, so its posts are refused like cross-site ones.
+_OWN_SITE: Final = frozenset({"same-origin", "none"})
+
+
 def check_csrf(request: Request, cookies: Cookies, token: str, binding: str) -> None:
-    """Refuse (403 ``invalid_csrf_token``) a cross-site post or a token that is not this
-    session's. Constant-time comparison."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        raise _forbidden("cross-site form posts are refused")
+    """Refuse (403 ``invalid_csrf_token``) a post from another origin (``Sec-Fetch-Site``
+    ``cross-site`` or ``same-site``) or a token that is not this session's. Constant-time
+    comparison."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site.strip().lower() not in _OWN_SITE:
+        raise _forbidden("form posts from another site are refused")
     secret = request.cookies.get(cookies.csrf)
     if not secret or not token or len(token) > 128:
         raise _forbidden("the form's CSRF token is missing; reload the page and try again")
@@ -172,6 +185,19 @@ def csrf_secret(request: Request, cookies: Cookies) -> tuple[str, bool]:
     return secrets.token_urlsafe(32), True
 
 
+def _device_live(services: Services, sid: object) -> bool:
+    """A page session *is* its device session (refresh family): signed out on the account
+    page, revoked with its user, or ended by reuse detection, the page stops at once,
+    whatever ``SESSION_GRANULARITY`` does for API access tokens (a signed-out browser must
+    not go on acting, in the console least of all). Per-session granularity already
+    checked it in :func:`verify_access_token`."""
+    if not isinstance(sid, str) or not sid:
+        return False
+    if services.settings.session_granularity == "session":
+        return True
+    return not services.refresh.is_revoked(sid)
+
+
 def load_session(request: Request, services: Services) -> PageSession | None:
     """The signed-in user from the access cookie, else from the refresh cookie (rotating
     it, reuse detection included), else ``None``."""
@@ -186,7 +212,8 @@ def load_session(request: Request, services: Services) -> PageSession | None:
     if access and len(access) <= _MAX_COOKIE:
         try:
             claims, user = verify_access_token(services, access)
-            session = PageSession(Principal(claims, user), cookies, secret, refresh)
+            if _device_live(services, claims.get("sid")):
+                session = PageSession(Principal(claims, user), cookies, secret, refresh)
         except TokenError:
             pass
     if session is None and refresh:

@@ -17,10 +17,16 @@ from starlette.responses import HTMLResponse, RedirectResponse
 from ..auth import ServicesDep
 from ..models import TokenOut
 from ..passwords import MAX_PASSWORD, password_problem
-from ..routes.auth import password_grant, refresh_grant
+from ..routes.auth import (
+    password_failed,
+    password_grant,
+    password_succeeded,
+    password_wait,
+    refresh_grant,
+)
 from ..routes.me import end_device, logout_everywhere
 from ..services import Services
-from ..sessions import revoke_other_families_too, set_password_too
+from ..sessions import SessionEnded, revoke_other_families_too, set_password_too
 from ..users import get_by_name
 from ._queries import user_events
 from ._render import render
@@ -52,6 +58,10 @@ NOTICES: Final = {
     "password": "Password changed. Every other device is signed out.",
     "signed-out": "You are signed out on this device.",
     "everywhere": "You are signed out everywhere, on every device.",
+    "raced": (
+        "Nothing was changed: this account changed while your request ran (another device "
+        "signed out or changed the password). Check below and try again."
+    ),
 }
 
 
@@ -254,19 +264,35 @@ def sign_out_everywhere(
     return _signed_out(request, services, "everywhere")
 
 
-def _rotate_keeping_this_device(
-    services: Services, session: PageSession, reason: str, also: Any
-) -> TokenOut | None:
+def _revoke_keeping_this_device(
+    request: Request,
+    services: Services,
+    session: PageSession,
+    *,
+    reason: str,
+    also: Any,
+    done: str,
+) -> Response:
     """A revocation of this user that keeps this device's family (``also`` decides which
-    end), then this page's next tokens from its own refresh token (the grant of
-    ``POST /token``); ``None`` if that refresh token no longer works."""
+    end, and checks in the transaction that this device is still signed in), then this
+    page's next tokens from its own refresh token (the grant of ``POST /token``).
+
+    If the account changed while the request ran (this device signed out, or the password
+    changed, by another request), nothing commits and the page says so; if this page's
+    refresh token no longer works, the page is signed out."""
     user_id = session.principal.user.id
-    result = services.store.revoke(user_id, actor=user_id, reason=reason, also=also)
+    try:
+        result = services.store.revoke(user_id, actor=user_id, reason=reason, also=also)
+    except SessionEnded:
+        return RedirectResponse("/account?done=raced", 303)
     services.revoked(result, "logout")
     try:
-        return refresh_grant(services, Response(), session.refresh_token or "")
+        tokens = refresh_grant(services, Response(), session.refresh_token or "")
     except HTTPException:
-        return None
+        return _signed_out(request, services, "signed-out")
+    response = RedirectResponse(f"/account?done={done}", 303)
+    _start(response, request, services, tokens)
+    return response
 
 
 @router.post("/sign-out-others")
@@ -277,12 +303,9 @@ def sign_out_others(
     its next tokens from its own (kept) refresh token."""
     check_csrf(request, session.cookies, csrf, f"sid:{session.session_id}")
     also = revoke_other_families_too(session.session_id, [])
-    tokens = _rotate_keeping_this_device(services, session, "sign out all other devices", also)
-    if tokens is None:
-        return _signed_out(request, services, "signed-out")
-    response = RedirectResponse("/account?done=others", 303)
-    _start(response, request, services, tokens)
-    return response
+    return _revoke_keeping_this_device(
+        request, services, session, reason="sign out all other devices", also=also, done="others"
+    )
 
 
 @router.post("/password", response_class=HTMLResponse)
@@ -299,22 +322,23 @@ def change_password(
     key rotation and every other device's end commit together; this device stays."""
     check_csrf(request, session.cookies, csrf, f"sid:{session.session_id}")
     user = session.principal.user
-    limited = f"{user.username}\0{_client_ip(request)}"
+    ip = _client_ip(request)
     problem: str | None = None
     status = 400
-    if services.user_limiter.retry_after(limited):
+    found = None
+    if password_wait(services, ip, user.username):
         problem, status = "Too many wrong passwords. Wait a minute and try again.", 429
     else:
         found = get_by_name(services.engine, user.username)
         if found is None or not services.passwords.verify(found.password_hash, current_password):
-            services.user_limiter.failed(limited)
+            password_failed(services, ip, user.username)
             problem = "The current password is wrong."
         elif new_password != new_password_again:
             problem = "The two new passwords differ."
         else:
             weak = password_problem(new_password, user.username)
             problem = None if weak is None else f"The new {weak}."
-    if problem is not None:
+    if problem is not None or found is None:
         context = _account_context(services, session)
         return render(
             request,
@@ -322,13 +346,12 @@ def change_password(
             {**context, "notice": None, "password_error": problem},
             status=status,
         )
-    services.user_limiter.succeeded(limited)
+    password_succeeded(services, ip, user.username)
     also = set_password_too(
-        services.passwords.hash(new_password), revoke_other_families_too(session.session_id, [])
+        services.passwords.hash(new_password),
+        revoke_other_families_too(session.session_id, []),
+        replacing=found.password_hash,
     )
-    tokens = _rotate_keeping_this_device(services, session, "password changed", also)
-    if tokens is None:
-        return _signed_out(request, services, "signed-out")
-    response = RedirectResponse("/account?done=password", 303)
-    _start(response, request, services, tokens)
-    return response
+    return _revoke_keeping_this_device(
+        request, services, session, reason="password changed", also=also, done="password"
+    )

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hmac
 import io
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -37,7 +39,7 @@ from ._queries import (
     user_events,
 )
 from ._render import render
-from ._session import CSRF_FIELD, AdminSession, PageSession, check_csrf
+from ._session import CSRF_FIELD, AdminSession, PageSession, check_csrf, csrf_token
 from .useragent import device_label
 
 __all__ = ["router"]
@@ -249,6 +251,14 @@ class Selection:
         }
 
 
+def preview_token(session: PageSession, selection: Selection, count: int) -> str:
+    """What the confirm form carries from its preview: the selection and the count the
+    dry run showed, under this session's CSRF secret. The confirm revokes only a selection
+    this admin previewed, in this session, and the number typed is the number shown."""
+    shown = json.dumps(selection.hidden(), sort_keys=True, separators=(",", ":"))
+    return csrf_token(session.csrf_secret, f"incident:{session.session_id}:{count}:{shown}")
+
+
 def _ids(text: str) -> tuple[str, ...]:
     """User ids pasted or uploaded: separated by white space or commas."""
     ids = [part for part in re.split(r"[\s,;]+", text) if part]
@@ -334,6 +344,7 @@ def incident_preview(
             "result": out,
             "impact": impact(services.engine, out.user_ids),
             "hidden": selection.hidden(),
+            "preview_token": preview_token(session, selection, out.count),
         },
     )
 
@@ -351,16 +362,22 @@ def incident_confirm(
     rotated_before: Text = "",
     ids: Annotated[str, Form(max_length=800_000)] = "",
     expected: Annotated[int, Form(ge=0)] = 0,
+    preview: Annotated[str, Form(max_length=128)] = "",
     confirm: Annotated[str, Form(max_length=16)] = "",
     reason: Annotated[str, Form(max_length=200)] = "",
 ) -> HTMLResponse:
-    """The revocation itself, once the admin typed a reason and the number previewed."""
+    """The revocation itself, once the admin typed a reason and the number previewed: only
+    the selection this session's preview showed (``preview``), with that number."""
     check_csrf(request, session.cookies, csrf, f"sid:{session.session_id}")
     if not reason.strip():
         raise _bad("reason", "say why (it goes into the audit trail)")
+    selection = _selection(tenant, role, created_before, last_login_before, rotated_before, ids)
+    if expected < 1 or not hmac.compare_digest(
+        preview.encode(), preview_token(session, selection, expected).encode()
+    ):
+        raise _bad("preview", "confirm a selection from its impact preview; preview it again")
     if confirm.strip() != str(expected):
         raise _bad("confirm", "type the number of users the preview showed")
-    selection = _selection(tenant, role, created_before, last_login_before, rotated_before, ids)
     out = _run(services, session, selection, reason=reason.strip(), dry=False)
     return _result_page(request, session, out, expected=expected)
 
