@@ -23,6 +23,7 @@ from .errors import (
     InvalidKeyError,
     InvalidSignatureError,
     InvalidTypeError,
+    LegacyWindowClosedError,
     MalformedTokenError,
     MissingClaimError,
     RevokedTokenError,
@@ -34,6 +35,7 @@ from .errors import (
     UnsupportedHeaderError,
     UnwrapError,
 )
+from .legacy import LegacyTokens
 from .settings import Settings
 from .tokens import BoundaryVerifier, Clock, Issuer, UserVerifier, system_clock
 
@@ -62,6 +64,8 @@ __all__ = [
     "Kek",
     "KekRing",
     "KeySet",
+    "LegacyTokens",
+    "LegacyWindowClosedError",
     "MalformedTokenError",
     "MissingClaimError",
     "RevokedTokenError",

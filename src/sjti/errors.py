@@ -21,7 +21,8 @@
     │   │   ├── InvalidIssuerError          iss does not match
     │   │   ├── InvalidAudienceError        aud does not match
     │   │   └── InvalidTypeError            typ header does not match
-    │   └── RevokedTokenError           "revoked"         sjti does not match the user key
+    │   ├── RevokedTokenError           "revoked"         sjti does not match the user key
+    │   └── LegacyWindowClosedError     "legacy_window_closed"  a pre-sjti token after the cutoff
     ├── SecretError
     │   └── UnwrapError                 one opaque error for any unwrap failure
     └── BackendError                    store or bus down: maps to 503, fails closed
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidSignatureError",
     "InvalidTypeError",
+    "LegacyWindowClosedError",
     "MalformedTokenError",
     "MissingClaimError",
     "RevokedTokenError",
@@ -201,6 +203,14 @@ class RevokedTokenError(TokenError):
 
     code = "revoked"
     default_message = "token revoked"
+
+
+class LegacyWindowClosedError(TokenError):
+    """A token without ``sjti`` (minted before the switch) arrived after the migration
+    window closed (:class:`sjti.LegacyTokens`): the client must sign in again."""
+
+    code = "legacy_window_closed"
+    default_message = "legacy token no longer accepted"
 
 
 class SecretError(SjtiError):

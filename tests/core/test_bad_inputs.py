@@ -66,6 +66,7 @@ DOCUMENTED_CODES = {
     MissingClaimError: "missing_claim",
     InvalidClaimError: "invalid_claim",
     RevokedTokenError: "revoked",
+    sjti.errors.LegacyWindowClosedError: "legacy_window_closed",
 }
 
 
