@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from sjti.compare import SCENARIOS, Cell, Size, main, run
-from sjti.compare._jwt_contenders import EpochContender
+from sjti.compare._cells import is_alarm
+from sjti.compare._contender import Contender, DeviceScope
+from sjti.compare._jwt_contenders import EpochContender, SjtiContender, SjtiDevicesContender
 from sjti.compare._session_contender import WeakSessionContender
 from sjti.errors import BackendError
 
@@ -73,6 +75,37 @@ def test_leak_verdicts(cells: Verdicts, scenario: str, index: int) -> None:
 def test_revocation_capabilities(cells: Verdicts, strategy: str, logout: str, one: str) -> None:
     assert cells[strategy, "logout_everywhere"].verdict == logout
     assert cells[strategy, "revoke_one"].verdict == one
+
+
+@pytest.mark.parametrize(
+    ("strategy", "outcome", "extra", "per_device", "per_token"),
+    [
+        ("sjti", "yes (A refused, B kept)", 0, 0, 0),
+        ("epoch", "all devices (A and B refused)", 0, 0, 0),
+        ("denylist", "yes, each jti listed (A refused, B kept)", 1, 0, 1),
+        ("session", "yes (A refused, B kept)", 1, 1, 0),
+    ],
+)
+def test_device_revocation(
+    cells: Verdicts, strategy: str, outcome: str, extra: int, per_device: int, per_token: int
+) -> None:
+    """Signing out device A: sjti refuses A and keeps B with no query beyond the user row
+    and no row per device or token; session pays a read and a row per device, denylist a
+    read and a row per token; epoch can only sign every device out."""
+    cell = cells[strategy, "revoke_device"]
+    assert cell.verdict == (
+        f"{outcome}; 1 round trip/verify ({extra} extra with the user row); "
+        f"+{per_device} rows/device, +{per_token} rows/token"
+    )
+    assert cell.value == extra
+    assert not is_alarm(cell)
+
+
+def test_plain_cannot_revoke_a_device(cells: Verdicts) -> None:
+    assert (cells["plain", "revoke_device"].verdict, cells["plain", "revoke_device"].value) == (
+        "no",
+        None,
+    )
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -195,6 +228,49 @@ def test_fail_open_port_turns_the_outage_cell_red() -> None:
     assert "ACCEPTS UNCHECKED" in broken["epoch", "db_unavailable"].verdict
 
 
+class DeafDevices(SjtiDevicesContender):
+    """A broken device sign-out: it says "device" and changes nothing."""
+
+    def sign_out_device(self, user: str, device: str) -> DeviceScope | None:
+        return "device"
+
+
+class SweepingDevices(SjtiDevicesContender):
+    """A broken device sign-out: it rotates every user's key in the table."""
+
+    def sign_out_device(self, user: str, device: str) -> DeviceScope | None:
+        self.revoke_users(["device-user", "device-other"])
+        return "device"
+
+
+def _sjti_with(devices: type[SjtiDevicesContender]) -> type[SjtiContender]:
+    class Broken(SjtiContender):
+        def with_devices(self) -> Contender:
+            made = devices(self.engine, self._app)
+            made.prepare()
+            return made
+
+    return Broken
+
+
+@pytest.mark.parametrize(
+    ("devices", "verdict"),
+    [
+        (DeafDevices, "BROKEN: the signed-out device keeps 2 tokens"),
+        (SweepingDevices, "BROKEN: another user was logged out"),
+    ],
+)
+def test_broken_device_sign_out_is_an_alarm(
+    devices: type[SjtiDevicesContender], verdict: str
+) -> None:
+    """The device cell is executed: a sign-out that keeps the device, or logs out another
+    user, turns red and makes ``sjti compare`` fail."""
+    broken = _index(run(SMALL, contenders={"sjti": _sjti_with(devices)}, peers=False).cells)
+    cell = broken["sjti", "revoke_device"]
+    assert cell.verdict == verdict
+    assert is_alarm(cell)
+
+
 # --- the command --------------------------------------------------------------------------
 
 
@@ -220,10 +296,17 @@ def test_markdown_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(argv) == 0
     table = capsys.readouterr().out
     assert table.startswith("| scenario | sjti | epoch | denylist | session | plain |")
+    device_row = next(
+        line for line in table.splitlines() if line.startswith("| revoke one device |")
+    )
+    assert "| yes (A refused, B kept); " in device_row
+    assert device_row.endswith("| no | - | - |")
     text = page.read_text(encoding="utf-8")
     assert "sjti compare --quick --sqlite-only" in text
     assert table in text
     assert "O(users)" in text
+    assert "A refused and B kept by `sjti`, `denylist`, `session`;" in text
+    assert "every device of the user signed out by `epoch`; not possible for `plain`." in text
 
 
 def test_unreachable_postgres_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -252,6 +335,9 @@ def test_services_give_the_sqlite_verdicts(cells: Verdicts, service_cells: list[
     for cell in service_cells:
         if cell.scenario in SECURITY:
             assert cell.verdict == cells[cell.strategy, cell.scenario].verdict, cell
+        if cell.scenario == "revoke_device":  # the outcome; Redis counts keys, not rows
+            outcome = cells[cell.strategy, cell.scenario].verdict.split(";")[0]
+            assert cell.verdict.split(";")[0] == outcome, cell
 
 
 @pytest.mark.service

@@ -32,6 +32,7 @@ PEERS: Final = ("pyjwt", "joserfc")
 SCENARIOS: Final[dict[str, str]] = {
     "logout_everywhere": "log out everywhere",
     "revoke_one": "revoke one token",
+    "revoke_device": "revoke one device",
     "revoke_cohort": "revoke a 10% cohort (ms)",
     "leak_db_copy": "leak: read-only DB copy",
     "leak_app_key": "leak: app signing key",

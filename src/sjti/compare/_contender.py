@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol, TypeAlias
 
 from sqlalchemy import Engine
 
 from ._db import Dump
 
-__all__ = ["Contender"]
+__all__ = ["Contender", "DeviceScope"]
+
+# What signing one device out promises: that device's tokens only, or every token of the
+# user (a design with one piece of state per user).
+DeviceScope: TypeAlias = Literal["device", "user"]
 
 
 class Contender(Protocol):
@@ -90,4 +94,25 @@ class Contender(Protocol):
 
     def revoke_token(self, token: str) -> bool:
         """Refuse this one token; False when the design has no per-token revocation."""
+        ...
+
+    def with_devices(self) -> Contender:
+        """This design as it runs when the app tracks signed-in devices, on the same
+        stores and prepared (``sjti``: key rows that list the user's devices; the others
+        need no other layout and return themselves)."""
+        ...
+
+    def sign_in(self, user: str) -> str:
+        """A new signed-in device of ``user``: its handle (a JWT design's ``sid`` claim,
+        recorded where the design keeps devices; a session's token)."""
+        ...
+
+    def issue_on(self, user: str, device: str, count: int) -> list[str]:
+        """Tokens for that device: ``count`` JWTs carrying its ``sid``; a session has
+        exactly one token per device (its own)."""
+        ...
+
+    def sign_out_device(self, user: str, device: str) -> DeviceScope | None:
+        """Sign that device out the way the design can and say what it promises
+        (``device``, ``user``); None when the design cannot (nothing is done)."""
         ...

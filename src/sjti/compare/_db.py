@@ -47,6 +47,7 @@ __all__ = [
     "EPOCHS",
     "LIVE_JTIS",
     "SESSIONS",
+    "SJTI_KEYS",
     "Dump",
     "RoundTripCounter",
     "add_app_users",
@@ -90,6 +91,7 @@ LIVE_JTIS: Final = Table(
     Column("jti", Text, primary_key=True),
     Column("user_id", Text, nullable=False, index=True),
     Column("expires_s", BigInteger, nullable=False),
+    Column("device", Text, nullable=True),  # the sid, to sign one device out
 )
 SESSIONS: Final = Table(
     "cmp_session",
@@ -100,6 +102,16 @@ SESSIONS: Final = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("expires_ms", BigInteger, nullable=False),
     Column("revoked", Boolean, nullable=False, default=False),
+)
+
+# sjti when the app tracks devices: the user's wrapped key and, on the same row, the rest
+# of the key record (``0x01``, then 16 bytes per signed-in device; NULL: not tracked).
+SJTI_KEYS: Final = Table(
+    "cmp_sjti_key",
+    METADATA,
+    Column("user_id", Text, primary_key=True),
+    Column("wrapped_secret", Text, nullable=False),
+    Column("devices", LargeBinary, nullable=True),
 )
 
 

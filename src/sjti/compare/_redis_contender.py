@@ -2,7 +2,8 @@
 
 Keys (under a per-run prefix): ``deny:<jti>`` = ``1`` with a TTL until the token's ``exp``
 (``SET ... EXAT``), and ``live:<user>``, a sorted set of the user's live jtis scored by
-``exp``, which "revoke this user" needs. The full check is one ``EXISTS``. The client is
+``exp``, which "revoke this user" needs, and ``dev:<user>:<sid>``, the same for the
+tokens of one device (to sign it out). The full check is one ``EXISTS``. The client is
 wrapped so every command (a pipeline counts once) is counted as a round trip. The app's
 own ``app_users`` table stays in SQL.
 """
@@ -19,11 +20,12 @@ from typing import Any
 import redis
 from sqlalchemy import Engine
 
+from .._core.binding import SID_CLAIM
 from .._core.claims import Claims
 from .._core.strategies import DenylistStrategy
 from ..errors import BackendError
 from . import _db
-from ._contender import Contender
+from ._contender import Contender, DeviceScope
 from ._jwt_contenders import _JwtContender
 from ._world import AppSecrets
 
@@ -116,20 +118,25 @@ class RedisDenylistContender(_JwtContender):
     def _live(self, user: str) -> str:
         return f"{self._prefix}live:{user}"
 
+    def _device(self, user: str, device: str) -> str:
+        return f"{self._prefix}dev:{user}:{device}"
+
     # --- the state port -------------------------------------------------------------------
 
     def _record(self, issued: Sequence[Claims]) -> None:
-        by_user: dict[str, dict[str, int]] = {}
+        by_key: dict[str, dict[str, int]] = {}
         for claims in issued:
-            by_user.setdefault(str(claims["sub"]), {})[str(claims["jti"])] = int(claims["exp"])
-        users = list(by_user)
+            user, jti, exp = str(claims["sub"]), str(claims["jti"]), int(claims["exp"])
+            by_key.setdefault(self._live(user), {})[jti] = exp
+            if SID_CLAIM in claims:
+                by_key.setdefault(self._device(user, str(claims[SID_CLAIM])), {})[jti] = exp
         with _guarded():
-            for part in _db.chunks(users):
+            for part in _db.chunks(list(by_key)):
                 pipe = self._client.pipeline(transaction=False)
-                for user in part:
-                    live = by_user[user]
-                    pipe.zadd(self._live(user), dict(live))
-                    pipe.expireat(self._live(user), max(live.values()))
+                for key in part:
+                    live = by_key[key]
+                    pipe.zadd(key, dict(live))
+                    pipe.expireat(key, max(live.values()))
                 self._client.run(pipe)
 
     def _fetch(self, key: str) -> bool:
@@ -159,6 +166,19 @@ class RedisDenylistContender(_JwtContender):
             pipe.zrem(self._live(str(claims["sub"])), jti)
             self._client.run(pipe)
         return True
+
+    def sign_out_device(self, user: str, device: str) -> DeviceScope | None:
+        """Deny every live jti the device holds (known only because each was recorded)."""
+        key = self._device(user, device)
+        with _guarded():
+            live: list[Any] = list(self._client.zrange(key, 0, -1, withscores=True))
+            pipe = self._client.pipeline(transaction=False)
+            for jti, exp in live:
+                pipe.set(self._deny(_text(jti)), 1, exat=int(exp))
+                pipe.zrem(self._live(user), _text(jti))
+            pipe.delete(key)
+            self._client.run(pipe)
+        return "device"
 
     # --- measuring ------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ._cells import (
     BACKENDS,
@@ -85,6 +85,7 @@ def _reading(result: Comparison) -> list[str]:
         f"not for {_who(cells, 'logout_everywhere', 'no')}. **One token** can be revoked "
         f"by {_who(cells, 'revoke_one', 'yes')}: `sjti` and `epoch` revoke the whole user "
         "(a per-session key would be needed, at O(sessions) state).",
+        _device_reading(cells),
     ]
     for scenario in ("leak_app_key", "leak_db_copy", "leak_db_copy_app_key"):
         lines.append(
@@ -140,13 +141,41 @@ def _reading(result: Comparison) -> list[str]:
         )
     lines.append(_latency_reading(cells))
     lines.append(
-        "* **Where each loses**: `sjti` cannot revoke one token and falls to a full app "
+        "* **Where each loses**: `sjti` cannot revoke one token (one device, yes) and falls "
+        "to a full app "
         "compromise (app key + KEK + DB); `epoch` binds nothing, so the signing key alone "
         "mints for anyone; `denylist` grows with tokens and also falls to the signing key; "
         "`session` pays a read on every request and O(sessions) state; `plain` revokes "
         "nothing."
     )
     return lines
+
+
+def _device_reading(cells: Sequence[Cell]) -> str:
+    """Who signs one device out alone, who signs out every device, who cannot."""
+    device = [c for c in cells if c.scenario == "revoke_device"]
+    labels = _labeller(cells)
+
+    def who(test: Callable[[str], bool]) -> str:
+        names = [labels[c.strategy, c.backend] for c in device if test(c.verdict)]
+        return ", ".join(f"`{name}`" for name in names) or "none"
+
+    return (
+        "* **One device** (a user signed in on devices A and B, another user elsewhere; "
+        "sign A out, then ask the verifier): A refused and B kept by "
+        f"{who(lambda v: v.startswith('yes'))}; every device of the user signed out by "
+        f"{who(lambda v: v.startswith('all devices'))}; not possible for "
+        f"{who(lambda v: v == 'no')}. The cost is counted on a token of B: round trips per "
+        "verification (and beyond the app's own user-row read), rows a sign-in and an "
+        "issued token add. `sjti` keeps the device list on the user's key row (the record "
+        "grows by 16 bytes a device, no row and no query more: O(active devices)); "
+        "`session` holds a row per device and reads it on every request; `denylist` can "
+        "only deny every jti of the device, so it must record each token it issues with its "
+        "device (a row per token). `epoch` keeps one counter per user: moving it signs "
+        "every device out. A per-device epoch would be a (user, device) row read on every "
+        "request, that is a session table by another name, so the comparison keeps the "
+        "design as its advocates state it."
+    )
 
 
 def _latency_reading(cells: Sequence[Cell]) -> str:

@@ -98,6 +98,68 @@ def _revoke_one(c: Contender) -> Cell:
     return _cell(c, "revoke_one", "yes")
 
 
+def _rows(c: Contender) -> tuple[int, str]:
+    """Rows (or Redis keys) of revocation state now, and what they count."""
+    count, unit = c.state_size()[1].split(" ", 1)
+    return int(count), unit
+
+
+def _trips(n: int) -> str:
+    return f"{n} round trip{'' if n == 1 else 's'}"
+
+
+def _revoke_device(c: Contender) -> Cell:
+    """A user signed in on devices A and B (another user on a third), A signed out the way
+    the design can; then which tokens the verifier still takes. The cost is measured on the
+    way: round trips to verify a device's token (alone, and with the app's user row
+    loaded), rows of state a sign-in and an issued token add."""
+    d = c.with_devices()
+    user, other = "device-user", "device-other"
+    _db.add_app_users(d.engine, [user, other])
+    d.issue([user, other])  # the state each user has anyway
+    before, unit = _rows(d)
+    a = d.sign_in(user)
+    signed_in, _ = _rows(d)
+    on_a = d.issue_on(user, a, 2)
+    per_token = (_rows(d)[0] - signed_in) / len(on_a)
+    b, elsewhere = d.sign_in(user), d.sign_in(other)
+    on_b, others = d.issue_on(user, b, 2), d.issue_on(other, elsewhere, 1)
+    _expect_accepted(d, [*on_a, *on_b, *others], "revoke one device")
+    counter = _db.RoundTripCounter(d.engine, d.commands_sent)
+    try:
+        alone = counter.measure(lambda: d.verify(on_b[0]))
+        extra = counter.measure(lambda: d.verify_with_user_row(on_b[0])) - 1  # the app's read
+    finally:
+        counter.close()
+    scope = d.sign_out_device(user, a)
+    a_left = sum(accepted(d, token) for token in on_a)
+    b_left = sum(accepted(d, token) for token in on_b)
+    if not all(accepted(d, token) for token in others):
+        return _cell(d, "revoke_device", f"{BROKEN}: another user was logged out")
+    if scope is None:
+        if a_left < len(on_a) or b_left < len(on_b):
+            return _cell(d, "revoke_device", f"{BROKEN}: refuses tokens it cannot revoke")
+        return _cell(d, "revoke_device", "no")
+    if a_left:
+        return _cell(d, "revoke_device", f"{BROKEN}: the signed-out device keeps {a_left} tokens")
+    if scope == "device" and b_left < len(on_b):
+        return _cell(d, "revoke_device", f"{BROKEN}: the user's other device was signed out")
+    if scope == "user" and b_left:
+        return _cell(d, "revoke_device", f"{BROKEN}: device B outlives a whole-user sign-out")
+    if scope == "user":
+        outcome = "all devices (A and B refused)"
+    elif per_token > 0:  # measured: the design holds a row for every token it issues
+        outcome = "yes, each jti listed (A refused, B kept)"
+    else:
+        outcome = "yes (A refused, B kept)"
+    per_device = signed_in - before
+    cost = (
+        f"{_trips(alone)}/verify ({extra} extra with the user row); "
+        f"+{per_device} {unit}/device, +{per_token:g} {unit}/token"
+    )
+    return _cell(d, "revoke_device", f"{outcome}; {cost}", extra)
+
+
 def _db_unavailable(c: Contender, scratch: Path) -> Cell:
     """Point the state port at a database that cannot be opened; must never accept blind."""
     user = "outage-user"
@@ -124,7 +186,7 @@ def _db_unavailable(c: Contender, scratch: Path) -> Cell:
 
 
 def capability_cells(c: Contender, scratch: Path) -> list[Cell]:
-    return [_logout_everywhere(c), _revoke_one(c), _db_unavailable(c, scratch)]
+    return [_logout_everywhere(c), _revoke_one(c), _revoke_device(c), _db_unavailable(c, scratch)]
 
 
 # --- leaks: executed attacks --------------------------------------------------------------

@@ -16,7 +16,7 @@ from .._core.strategies import SessionRecord, SessionStrategy
 from .._core.strategies.session import check_record, verifier_hash
 from ..errors import RevokedTokenError
 from . import _db
-from ._contender import Contender
+from ._contender import Contender, DeviceScope
 from ._world import TTL_S, AppSecrets, now_ms
 
 __all__ = ["SessionContender", "WeakSessionContender"]
@@ -143,6 +143,24 @@ class SessionContender:
         with _db.guarded(), self._engine.begin() as conn:
             conn.execute(update(sessions).where(sessions.c.id == parsed.id).values(revoked=True))
         return True
+
+    # --- devices: a session is a device, and its token the device's only token ---------
+
+    def with_devices(self) -> Contender:
+        return self
+
+    def sign_in(self, user: str) -> str:
+        """A new session; its token is the device's handle."""
+        (token,) = self.issue([user])
+        return token
+
+    def issue_on(self, user: str, device: str, count: int) -> list[str]:
+        """The session's own token: a session mints no second one."""
+        return [device]
+
+    def sign_out_device(self, user: str, device: str) -> DeviceScope | None:
+        self.revoke_token(device)
+        return "device"
 
 
 class WeakSessionContender(SessionContender):
