@@ -42,7 +42,7 @@ def compare(
         typer.Option(
             "--quick",
             help=f"Small run ({QUICK.users} users x {QUICK.tokens} tokens; default "
-            f"{FULL.users} x {FULL.tokens}); writes no page unless --output is given."
+            f"{FULL.users} x {FULL.tokens}); writes no page unless --output is given.",
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"cells": [...]} only.')] = False,
