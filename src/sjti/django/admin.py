@@ -1,9 +1,9 @@
 """The admin: "Revoke tokens" on users (a confirmation page with the dry run and a
 reason), the revocation audit (read-only) and the refresh families (read-only).
 
-The action is added to the ``ModelAdmin`` registered for the user model when this module
-loads (list ``"sjti.django"`` after ``"django.contrib.auth"`` in ``INSTALLED_APPS``), or
-add :func:`revoke_tokens` to your own ``UserAdmin.actions``.
+The action is added to the ``ModelAdmin`` registered for the user model (when this module
+loads and again in ``SjtiConfig.ready()``, so list ``"sjti.django"`` after
+``"django.contrib.admin"``), or add :func:`revoke_tokens` to your ``UserAdmin.actions``.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class RefreshFamilyAdmin(admin.ModelAdmin):
         return False
 
 
-def _attach() -> None:
+def attach() -> None:
     """Add the action to whatever ModelAdmin the user model is registered with."""
     user_admin = admin.site._registry.get(get_user_model())
     if user_admin is None:
@@ -136,4 +136,4 @@ def _attach() -> None:
         user_admin.actions = [*actions, revoke_tokens]
 
 
-_attach()
+attach()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.core.signals import request_started
 from django.db.models.signals import post_migrate
 
@@ -20,6 +20,10 @@ class SjtiConfig(AppConfig):
 
         checks.register()
         signals.connect()
+        if apps.is_installed("django.contrib.admin"):
+            from . import admin
+
+            admin.attach()  # the user admin may be registered by an app listed after us
         # The parts (engine, cache, bus thread) are built on first use in each process:
         # the first request starts them after any fork (gunicorn workers), never here.
         request_started.connect(_start, dispatch_uid="sjti.django.start")

@@ -75,7 +75,10 @@ def split(raw: Mapping[str, object]) -> tuple[dict[str, object], DjangoOptions]:
     django: dict[str, Any] = {}
     for name, value in raw.items():
         key = str(name).lower()
-        (django if key in _DJANGO_ONLY else shared)[key] = value
+        if key in _DJANGO_ONLY:
+            django[key] = value
+        else:
+            shared[str(name)] = value  # as written: an error names it as the user spelt it
     secrets = django.get("secrets", "one_to_one")
     if secrets not in ("one_to_one", "user_model"):
         raise ConfigurationError(
@@ -129,6 +132,6 @@ def load(
     """Validate ``settings.SJTI``; ``database`` (the alias's settings dict) supplies
     ``DATABASE_URL`` unless the dict sets one."""
     shared, options = split(raw)
-    if "database_url" not in shared and database is not None:
+    if not any(name.lower() == "database_url" for name in shared) and database is not None:
         shared["database_url"] = sqlalchemy_url(database)
     return Settings.from_mapping(shared, source=_SOURCE), options
