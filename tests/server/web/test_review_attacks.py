@@ -25,6 +25,7 @@ from sjti.server.app import create_app
 from sjti.server.services import Services
 from sjti.server.settings import Settings
 from sjti.server.users import get_by_name, set_role
+from sjti.server.web import _session
 
 with warnings.catch_warnings():  # it prefers httpx2; httpx is what this project has
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
@@ -317,3 +318,137 @@ def test_posts_from_a_sibling_host_are_refused(app: FastAPI) -> None:
     )
     assert own.headers["location"] == "/account/signin?done=everywhere"
     assert not signed_in(client)
+
+
+# -- checked and sound: kept as regression tests -------------------------------------------
+
+
+@pytest.mark.parametrize("when", ["after the refresh committed", "after it was verified"])
+def test_sign_out_everywhere_during_a_page_refresh_leaves_nothing_alive(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A page whose access token expired refreshes it on load (the grant of ``/token``).
+    The owner signs out everywhere from another device between that refresh and the
+    page's answer: whatever the page then holds must not work."""
+    name = _name("tabs")
+    register(app, name)
+    browser = page(app, name, agent="browser")
+    other = page(app, name, agent="phone")
+    browser.cookies.delete("sjti-access")  # expired: the next page refreshes
+
+    def sign_out_everywhere() -> None:
+        token = _csrf(other.get("/account").text)
+        done = other.post("/account/sign-out-everywhere", data={"csrf_token": token})
+        assert done.headers["location"] == "/account/signin?done=everywhere"
+
+    if when == "after the refresh committed":
+        real_refresh = _session.refresh_grant
+
+        def refresh_then_logout(*args: Any) -> Any:
+            tokens = real_refresh(*args)
+            sign_out_everywhere()
+            return tokens
+
+        monkeypatch.setattr(_session, "refresh_grant", refresh_then_logout)
+    else:
+        real_verify = _session.verify_access_token
+        seen: list[int] = []
+
+        def verify_then_logout(*args: Any) -> Any:
+            verified = real_verify(*args)
+            if not seen:
+                seen.append(1)
+                sign_out_everywhere()
+            return verified
+
+        monkeypatch.setattr(_session, "verify_access_token", verify_then_logout)
+    browser.get("/account")
+    monkeypatch.undo()
+    assert not signed_in(browser), "a page session outlived sign out everywhere"
+    assert not signed_in(other)
+
+
+def test_no_one_acts_on_another_users_device_or_in_the_console_without_the_role(
+    app: FastAPI,
+) -> None:
+    """Device ids are scoped to their owner (404, the device stays), and every console
+    action, posted directly with a valid CSRF token of the poster's own session, is 403."""
+    alice, mallory = _name("alice"), _name("mallory")
+    register(app, alice)
+    register(app, mallory)
+    victim = page(app, alice)
+    attacker = page(app, mallory)
+    token = _csrf(attacker.get("/account").text)
+    theirs = this_device(victim)
+    refused = attacker.post(f"/account/devices/{theirs}/sign-out", data={"csrf_token": token})
+    assert refused.status_code == 404
+    found = get_by_name(services_of(app).engine, alice)
+    assert found is not None
+    for path, form in (
+        (f"/admin/users/{found.user.id}/revoke", {"reason": "x"}),
+        ("/admin/incident/preview", {"ids": found.user.id}),
+        ("/admin/incident/confirm", {"ids": found.user.id, "expected": "1", "confirm": "1",
+                                     "reason": "x"}),
+    ):  # fmt: skip
+        answer = attacker.post(path, data={"csrf_token": token, **form})
+        assert answer.status_code == 403, path
+        assert 'id="error-code">insufficient_scope<' in answer.text
+    for path in ("/admin", "/admin/audit.csv", "/admin/health", f"/admin/users/{found.user.id}"):
+        assert attacker.get(path).status_code == 403, path
+    assert signed_in(victim)
+    assert theirs in device_ids(victim)
+
+
+def test_sign_in_replaces_the_csrf_secret_chosen_before_it(app: FastAPI) -> None:
+    """Session fixation of the CSRF secret: a secret planted before sign-in (a sibling
+    host over plain HTTP can set cookies) is replaced by sign-in, so the planter cannot
+    compute the signed-in session's form tokens."""
+    name = _name("fixed")
+    register(app, name)
+    client = TestClient(app, headers=HTML, follow_redirects=False)
+    planted = "p" * 43
+    client.cookies.set("sjti-csrf", planted)
+    form = client.get("/account/signin")
+    done = client.post(
+        "/account/signin",
+        data={"csrf_token": _csrf(form.text), "username": name, "password": PASSWORD},
+    )
+    assert done.status_code == 303
+    fresh = [c for c in done.headers.get_list("set-cookie") if c.startswith("sjti-csrf=")]
+    assert len(fresh) == 1
+    assert planted not in fresh[0]
+    refused = client.post(
+        "/account/sign-out-everywhere",
+        data={"csrf_token": _csrf(form.text)},  # the pre-sign-in token under the old secret
+    )
+    assert refused.status_code == 403
+    assert signed_in(client)
+
+
+def test_an_uploaded_id_file_is_bounded_and_read_as_text(app: FastAPI) -> None:
+    """The incident's id file: a spreadsheet's export (UTF-8 with a byte order mark, CRLF
+    lines) is read as its ids; bytes that are not UTF-8 are refused with a 400, not a 500;
+    a file over the body limit is refused before anything reads it."""
+    name = _name("listed")
+    register(app, name)
+    assert api_login(app, name) == 200  # a user with tokens (a key) to revoke
+    found = get_by_name(services_of(app).engine, name)
+    assert found is not None
+    admin = _admin(app)
+    csrf = _csrf(admin.get("/admin/incident").text)
+
+    def preview(content: bytes) -> Any:
+        return admin.post(
+            "/admin/incident/preview",
+            data={"csrf_token": csrf},
+            files={"ids_file": ("ids.csv", content, "text/csv")},
+        )
+
+    exported = preview(b"\xef\xbb\xbf" + found.user.id.encode() + b"\r\nno-such-user\r\n")
+    assert exported.status_code == 200, exported.text
+    assert 'id="impact-count">1<' in exported.text
+    latin1 = preview(b"caf\xe9\n")
+    assert latin1.status_code == 400
+    assert 'id="error-code">invalid_request<' in latin1.text
+    huge = preview(b"a" * (services_of(app).settings.max_body_bytes + 1))
+    assert huge.status_code == 413

@@ -75,9 +75,10 @@ def granularity_words(services: Services) -> dict[str, str]:
         this = "This browser's refresh and access tokens stop working now."
     else:
         device = (
-            "Its refresh token stops working now. An access token it already holds keeps "
-            f"working until it expires (at most {minutes} min), because this service checks "
-            "revocation per user. To end those at once, sign out all other devices."
+            "Its refresh token stops working now, and so does its session on these pages. "
+            "An access token an app on it already holds keeps working until it expires (at "
+            f"most {minutes} min), because this service checks revocation per user. To end "
+            "those at once, sign out all other devices."
         )
         this = (
             "This browser forgets its tokens and its refresh token stops working now. "

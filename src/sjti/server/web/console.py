@@ -329,7 +329,8 @@ def incident_preview(
     uploaded = ""
     if ids_file is not None and ids_file.filename:
         try:
-            uploaded = ids_file.file.read().decode("utf-8")
+            # A spreadsheet's "CSV UTF-8" starts with a byte order mark: not part of an id.
+            uploaded = ids_file.file.read().decode("utf-8-sig")
         except UnicodeDecodeError:
             raise _bad("ids_file", "expected a UTF-8 text file of user ids") from None
     selection = _selection(
