@@ -81,6 +81,19 @@ RATIOS = (
 PROPAGATION_RATIO = "revoke_propagation_p99"
 ACK_RATIOS = ("revoke_ack_all_p99", "revoke_ack_all_complete")
 CATCHUP_RATIO = "catchup_replay_vs_clear"
+# The bulk revocation rows, per database, and their units (quick: 20 000 users).
+BULK_UNITS = {
+    "revoke_users_per_s": "users/s",
+    "revoke_10pct_users_per_s": "users/s",
+    "rss_growth_mb": "MB",
+    "revoke_bus_messages": "messages",
+    "preview_vs_revoke_pct": "%",
+    "rewrap_rows_per_s": "rows/s",
+}
+
+
+def bulk_units(*databases: str) -> dict[str, str]:
+    return {f"sjti.bulk_{what}.{db}": unit for db in databases for what, unit in BULK_UNITS.items()}
 
 
 def _run_json(path: Path, *argv: str) -> tuple[int, dict[str, Any]]:
@@ -125,7 +138,7 @@ def test_no_services_leaves_out_the_service_rows(quick_run: tuple[int, dict[str,
     _, document = quick_run
     names = {row["name"] for row in document["rows"]}
     assert not names & set(SERVICE_ROWS)
-    assert document["units"] == dict.fromkeys(CATCHUP_ROWS, "ms")
+    assert document["units"] == {**dict.fromkeys(CATCHUP_ROWS, "ms"), **bulk_units("sqlite")}
     assert document["propagation"] is None
     assert document["acknowledgement"] is None
     assert (document["params"]["postgres"], document["params"]["redis"]) == (None, None)
@@ -180,6 +193,7 @@ def test_service_run_says_the_propagation_rows_are_milliseconds(
     assert document["units"] == {
         **dict.fromkeys((*MS_ROWS, *ACK_ROWS, *CATCHUP_ROWS), "ms"),
         INCOMPLETE_ROW: "acks",
+        **bulk_units("sqlite", "postgresql"),
     }
     assert set(MS_ROWS) <= set(values)
     assert set(MS_ROWS).isdisjoint(document["stats"])  # not a per-op timing
@@ -401,6 +415,21 @@ def test_miss_targets_count_the_time_above_the_key_in_hand_in_floors() -> None:
     by_name = {r.name: r for r in fast}
     assert by_name["postgres_miss_vs_driver_floor"].passed is True
     assert by_name["sqlite_miss_vs_driver_floor"].value is None
+
+
+def test_quick_run_revokes_a_bulk_cohort_on_sqlite(quick_run: tuple[int, dict[str, Any]]) -> None:
+    """The bulk rows: 20 000 users in quick mode, two batches (events) for everyone."""
+    _, document = quick_run
+    values = {row["name"]: row["ns_per_op"] for row in document["rows"]}
+    assert document["params"]["bulk_users"] == 20_000
+    assert document["bulk"]["users"] == 20_000
+    assert list(document["bulk"]["runs"]) == ["sqlite"]
+    assert values["sjti.bulk_revoke_bus_messages.sqlite"] == 2.0
+    assert values["sjti.bulk_revoke_users_per_s.sqlite"] > 0
+    ratio = document["ratios"]["bulk_revoke_sqlite"]
+    assert (ratio["unit"], ratio["target"]) == ("users/s", 100_000)
+    assert type(ratio["pass"]) is bool
+    assert document["ratios"]["bulk_revoke_postgresql"]["pass"] is None
 
 
 @pytest.mark.service

@@ -167,3 +167,40 @@ def test_a_killed_lookup_connection_fails_closed_then_recovers(
         store.close()
         drop_tables(engine, names.all)
         engine.dispose()
+
+
+def test_unwrap_str_opens_exactly_what_unwrap_of_from_str_opens(ring: KekRing) -> None:
+    """The hot read's one-pass open must accept and refuse exactly like the two steps."""
+    from sjti import Kek, WrappedSecret
+    from sjti.errors import UnwrapError
+
+    text = ring.wrap("u1", bytes(range(32))).to_str()
+    kid = ring.primary.kid
+    other = KekRing([Kek.generate("other")]).wrap("u1", bytes(32)).to_str()
+    head, _, tail = text.rpartition(".")
+    cases: list[tuple[str, str, str | None]] = [
+        ("u1", text, None),
+        ("u1", text, kid),
+        ("u1", text, "not-the-column"),  # the kek_id column disagrees with the text
+        ("u2", text, None),  # another user's row
+        ("", text, None),
+        ("u1", f"{head}.{'A' if tail[0] != 'A' else 'B'}{tail[1:]}", None),  # one bit off
+        ("u1", "v2" + text[2:], None),  # unknown version
+        ("u1", other, None),  # a KEK the ring lacks
+        ("u1", text + "AAAA", None),  # too long a blob
+        ("u1", text.replace(".", "", 1), None),
+        ("u1", "x" * 600, None),
+    ]
+    for user_id, stored, column in cases:
+        try:
+            expected: bytes | None = ring.unwrap(user_id, WrappedSecret.from_str(stored))
+            if column is not None and column != WrappedSecret.from_str(stored).kek_id:
+                expected = None
+        except UnwrapError:
+            expected = None
+        if expected is None:
+            with pytest.raises(UnwrapError):
+                ring.unwrap_str(user_id, stored, kek_id=column)
+        else:
+            assert ring.unwrap_str(user_id, stored, kek_id=column) == expected
+    assert ring.unwrap_str("u1", text) == bytes(range(32))

@@ -146,21 +146,30 @@ class WrappedSecret:
     @classmethod
     def from_str(cls, text: str) -> WrappedSecret:
         """Parse :meth:`to_str` output; anything malformed raises :class:`UnwrapError`."""
-        if not isinstance(text, str) or len(text) > _MAX_TEXT_LEN:
+        kek_id, encoded = _split_text(text)
+        if not _is_kid(kek_id):
             raise UnwrapError()
-        parts = text.split(".")
-        if len(parts) != 3:
-            raise UnwrapError()
-        version, kek_id, encoded = parts
-        if version != _VERSION or not _is_kid(kek_id):
-            raise UnwrapError()
-        try:
-            blob = _b64url_decode(encoded)
-        except ValueError:
-            raise UnwrapError() from None
-        if len(blob) != _BLOB_SIZE:
-            raise UnwrapError()
-        return cls(kek_id=kek_id, blob=blob)
+        return cls(kek_id=kek_id, blob=_decode_blob(encoded))
+
+
+def _split_text(text: str) -> tuple[str, str]:
+    """The KEK id and the encoded blob of a text form (UnwrapError if not that shape)."""
+    if not isinstance(text, str) or len(text) > _MAX_TEXT_LEN:
+        raise UnwrapError()
+    parts = text.split(".")
+    if len(parts) != 3 or parts[0] != _VERSION:
+        raise UnwrapError()
+    return parts[1], parts[2]
+
+
+def _decode_blob(encoded: str) -> bytes:
+    try:
+        blob = _b64url_decode(encoded)
+    except ValueError:
+        raise UnwrapError() from None
+    if len(blob) != _BLOB_SIZE:
+        raise UnwrapError()
+    return blob
 
 
 class KekRing:
@@ -217,18 +226,31 @@ class KekRing:
 
     def unwrap(self, user_id: str, wrapped: WrappedSecret) -> bytes:
         """Open ``wrapped`` for ``user_id``; any failure raises the opaque :class:`UnwrapError`."""
+        if not isinstance(wrapped, WrappedSecret):
+            raise UnwrapError()
+        return self._open(user_id, wrapped.kek_id, wrapped.blob)
+
+    def unwrap_str(self, user_id: str, text: str, *, kek_id: str | None = None) -> bytes:
+        """``unwrap(user_id, WrappedSecret.from_str(text))`` in one pass, for a store's hot
+        read: the same checks and the same opaque :class:`UnwrapError`. ``kek_id``: the
+        KEK id stored beside the text (a separate column), which must be the text's own.
+
+        A KEK id this ring does not hold is refused before any other check (every id the
+        ring holds was validated when its :class:`Kek` was made).
+        """
+        kid, encoded = _split_text(text)
+        if kid not in self._aeads or (kek_id is not None and kek_id != kid):
+            raise UnwrapError()
+        return self._open(user_id, kid, _decode_blob(encoded))
+
+    def _open(self, user_id: str, kid: str, blob: bytes) -> bytes:
         try:
-            if (
-                not isinstance(wrapped, WrappedSecret)
-                or not isinstance(user_id, str)
-                or not user_id
-            ):
+            if not isinstance(user_id, str) or not user_id:
                 raise UnwrapError()
-            aead = self._aeads.get(wrapped.kek_id)
-            blob = wrapped.blob
+            aead = self._aeads.get(kid)
             if aead is None or len(blob) != _BLOB_SIZE:
                 raise UnwrapError()
-            aad = self._aad(wrapped.kek_id, user_id)
+            aad = self._aad(kid, user_id)
             user_key = aead.decrypt(blob[:_NONCE_SIZE], blob[_NONCE_SIZE:], aad)
         except (InvalidTag, ValueError, TypeError):  # UnicodeError is a ValueError
             raise UnwrapError() from None

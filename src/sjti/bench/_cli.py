@@ -10,7 +10,7 @@ import sys
 from ._backends import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL, POSTGRES_ENV, REDIS_ENV, redact
 from ._cases import CaseError
 from ._report import render, render_markdown
-from ._run import FULL, QUICK, REVOCATIONS, run
+from ._run import BULK, FULL, QUICK, REVOCATIONS, run
 
 __all__ = ["main"]
 
@@ -81,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"revocations timed across nodes, plain and acknowledged (default "
         f"{REVOCATIONS[1]}, {REVOCATIONS[0]} with --quick)",
     )
+    parser.add_argument(
+        "--bulk-users",
+        type=int,
+        metavar="N",
+        help=f"users in the bulk revocation (default {BULK[1]:,}, {BULK[0]:,} with --quick; "
+        "0 leaves it out)",
+    )
     return parser
 
 
@@ -96,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             postgres_url=None if args.no_services else args.postgres_url,
             redis_url=None if args.no_services else args.redis_url,
             revocations=args.revocations,
+            bulk_users=args.bulk_users,
         )
     except (CaseError, ValueError) as exc:
         print(f"sjti bench: {exc}", file=sys.stderr)

@@ -183,6 +183,57 @@ _TARGETS: Final[
         0.0,
         "acks",
     ),
+    *(
+        (
+            f"bulk_revoke_{db}",
+            f"{name}: revoke a cohort of all users in batches",
+            f"sjti.bulk_revoke_users_per_s.{db}",
+            (),
+            ">=",
+            rate,
+            "users/s",
+        )
+        for db, name, rate in (
+            ("sqlite", "SQLite", 100_000.0),
+            ("postgresql", "PostgreSQL", 50_000.0),
+        )
+    ),
+    *(
+        (
+            f"bulk_rss_{db}",
+            f"{name}: peak RSS growth of a bulk step",
+            f"sjti.bulk_rss_growth_mb.{db}",
+            (),
+            "<=",
+            100.0,
+            "MB",
+        )
+        for db, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL"))
+    ),
+    *(
+        (
+            f"bulk_preview_{db}",
+            f"{name}: dry run of the cohort of all, share of the revocation",
+            f"sjti.bulk_preview_vs_revoke_pct.{db}",
+            (),
+            "<=",
+            5.0,
+            "%",
+        )
+        for db, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL"))
+    ),
+    *(
+        (
+            f"bulk_rewrap_{db}",
+            f"{name}: KEK re-wrap of every secret, same batch path",
+            f"sjti.bulk_rewrap_rows_per_s.{db}",
+            (),
+            ">=",
+            50_000.0,
+            "rows/s",
+        )
+        for db, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL"))
+    ),
     (
         "catchup_replay_vs_clear",
         "after a bus outage, current and serving again: replay the log vs clear",
@@ -288,6 +339,8 @@ class BenchResult:
     acknowledgement: dict[str, Any] | None = field(default=None)
     # The catch-up after an outage (working set, events, trials, both modes), or None.
     catchup: dict[str, Any] | None = field(default=None)
+    # The bulk revocation (users, batch size, every step on each database), or None.
+    bulk: dict[str, Any] | None = field(default=None)
 
     def ns_per_op(self) -> dict[str, float]:
         """The timed rows only: ``{name: ns/op}``."""
@@ -347,4 +400,5 @@ class BenchResult:
             "propagation": self.propagation,
             "acknowledgement": self.acknowledgement,
             "catchup": self.catchup,
+            "bulk": self.bulk,
         }

@@ -10,8 +10,10 @@ from ._backends import measure_outage, measure_revocation, open_backends
 from ._cases import CaseError, build_cases, make_fixture, precheck
 from ._result import BenchResult, Measure, Row, compute_ratios, library_versions, machine_info
 from ._timing import measure
+from .bulk import DEFAULT_USERS, QUICK_USERS, details, run_bulk
+from .bulk import measures as measures_of
 
-__all__ = ["CATCHUP", "FULL", "QUICK", "REVOCATIONS", "Stat", "run"]
+__all__ = ["BULK", "CATCHUP", "FULL", "QUICK", "REVOCATIONS", "Stat", "run"]
 
 Stat = Literal["median", "min"]
 # (rounds, milliseconds per case per round)
@@ -21,6 +23,8 @@ FULL: Final = (25, 20.0)
 REVOCATIONS: Final = (20, 200)
 # catch-up after an outage, (working set, events during the outage, trials): (quick, full)
 CATCHUP: Final = ((500, 250, 1), (10_000, 10_000, 3))
+# users in the bulk revocation cohort: (quick, full)
+BULK: Final = (QUICK_USERS, DEFAULT_USERS)
 _OVERHEAD: Final = "(loop overhead)"
 
 
@@ -38,6 +42,7 @@ def run(
     postgres_url: str | None = None,
     redis_url: str | None = None,
     revocations: int | None = None,
+    bulk_users: int | None = None,
 ) -> BenchResult:
     """Time every case; raise :class:`CaseError` if an sjti or floor case misbehaves.
 
@@ -53,13 +58,19 @@ def run(
     The catch-up after a bus outage (:data:`CATCHUP` sizes) runs on the scratch
     PostgreSQL database and the Redis bus when they answer, else on a SQLite file and the
     log-polling bus.
+
+    The bulk revocation (:mod:`sjti.bench.bulk`: ``bulk_users`` users, :data:`BULK` by
+    default, 0 to leave it out) runs last, on a SQLite file and the scratch PostgreSQL.
     """
     default_rounds, default_ms = QUICK if quick else FULL
     rounds = rounds if rounds is not None else default_rounds
     target_ms = target_ms if target_ms is not None else default_ms
     revocations = revocations if revocations is not None else REVOCATIONS[not quick]
+    bulk_users = bulk_users if bulk_users is not None else BULK[not quick]
     if rounds < 1 or target_ms <= 0 or revocations < 1:
         raise ValueError("rounds, target_ms and revocations must be positive")
+    if bulk_users and bulk_users < 10:
+        raise ValueError("bulk users must be 0 (none) or at least 10")
 
     with contextlib.ExitStack() as stack:  # closes engines, drops the scratch database
         fx = make_fixture()
@@ -92,6 +103,7 @@ def run(
         propagation: dict[str, Any] | None = None
         acknowledgement: dict[str, Any] | None = None
         catchup: dict[str, Any] | None = None
+        bulk: dict[str, Any] | None = None
         if backends.database_url is not None and backends.redis_url is not None:
             outcome = measure_revocation(backends.database_url, backends.redis_url, revocations)
             if isinstance(outcome, str):
@@ -110,6 +122,13 @@ def run(
                 trials=trials,
             )
             measures += caught_up
+        if backends.sql and bulk_users:
+            try:
+                runs = run_bulk(bulk_users, database_url=backends.database_url)
+            except RuntimeError as exc:
+                raise CaseError(f"bulk revocation: {exc}") from exc
+            measures += measures_of(runs)
+            bulk = details(runs)
 
     pick = statistics.median if stat == "median" else min
     rows = tuple(
@@ -145,9 +164,11 @@ def run(
             "loop_overhead_ns": float(pick(samples[_OVERHEAD])),
             "postgres": backends.shown.get("postgres"),
             "redis": backends.shown.get("redis"),
+            "bulk_users": bulk_users,
         },
         measures=measures,
         propagation=propagation,
         acknowledgement=acknowledgement,
         catchup=catchup,
+        bulk=bulk,
     )

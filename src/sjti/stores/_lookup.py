@@ -69,9 +69,9 @@ class Lookup:
         value = id_value if self.bind is None else self.bind(id_value)
         return (value,) if self.positional else {_ID: value}
 
-    def row(self, raw: Sequence[Any] | None) -> tuple[Any, ...] | None:
-        if raw is None:
-            return None
+    def row(self, raw: Sequence[Any] | None) -> Sequence[Any] | None:
+        if raw is None or not any(self.results):  # Text columns: nothing to convert
+            return raw
         return tuple(v if p is None else p(v) for p, v in zip(self.results, raw, strict=True))
 
 
@@ -83,13 +83,13 @@ def compile_lookup(ctx: st.Context, dialect: Dialect) -> Lookup:
     positional = compiled.positiontup is not None
     if positional and list(compiled.positiontup or ()) != [_ID]:  # pragma: no cover
         raise AssertionError("the lookup binds exactly its id")
-    columns = [t.id, t.secret] + ([t.kek_id] if t.kek_id is not None else [])
+    columns = st.secret_columns_of(t)
     results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
     bind = t.id.type.dialect_impl(dialect).bind_processor(dialect)
     return Lookup(compiled.string, positional, bind, results, ctx.dialect == "postgresql")
 
 
-def fetch(dbapi_connection: Any, lookup: Lookup, id_value: object) -> tuple[Any, ...] | None:
+def fetch(dbapi_connection: Any, lookup: Lookup, id_value: object) -> Sequence[Any] | None:
     """Run the lookup on a DBAPI connection (sync or SQLAlchemy's async adapter)."""
     cursor = dbapi_connection.cursor()
     try:
@@ -112,7 +112,7 @@ def cause(exc: BaseException) -> BaseException | None:
     return driver_error(exc) if isinstance(exc, DBAPIError) else exc
 
 
-def fetch_on(connection: Connection, lookup: Lookup, id_value: object) -> tuple[Any, ...] | None:
+def fetch_on(connection: Connection, lookup: Lookup, id_value: object) -> Sequence[Any] | None:
     """:func:`fetch` on a checked-out :class:`Connection` for one call (the async store,
     through ``run_sync``): in autocommit while it runs, then back as the pool gave it."""
     dbapi_connection = connection.connection.dbapi_connection
@@ -133,23 +133,20 @@ class Lane:
         self._lookup = lookup
         self._limit = _limit(engine)
         self._idle: collections.deque[PoolProxiedConnection] = collections.deque()
-        self._pid = os.getpid()
+        _LANES.add(self)  # a forked child forgets them (see _forget_in_child)
         idle = self._idle
 
         def disposed(_: Engine) -> None:
             # engine.dispose() closes the pool's idle connections: close ours too (they
             # belong to the old pool, which would otherwise leave them to the GC).
-            if self_pid == os.getpid():
-                _invalidate_all(idle)
-            idle.clear()
+            _invalidate_all(idle)
 
-        self_pid = self._pid
         event.listen(engine, "engine_disposed", disposed)
         # When the store goes away, held connections go back to the pool (never to the
         # GC, which SQLAlchemy and the drivers report as a leak).
         self._finalizer = weakref.finalize(self, _retire, engine, disposed, idle, lookup.autocommit)
 
-    def fetch(self, id_value: object) -> tuple[Any, ...] | None:
+    def fetch(self, id_value: object) -> Sequence[Any] | None:
         """The row for ``id_value`` (``None``: no such row); BackendError on failure."""
         dispatch = self._engine.dispatch
         if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
@@ -163,7 +160,7 @@ class Lane:
         self._give(connection)
         return row
 
-    def _observed(self, id_value: object) -> tuple[Any, ...] | None:
+    def _observed(self, id_value: object) -> Sequence[Any] | None:
         """The same text through :meth:`Connection.exec_driver_sql`, so cursor listeners
         (tracing, statement counters) see it; still no compilation per call."""
         lookup = self._lookup
@@ -178,10 +175,11 @@ class Lane:
         """Return every held connection to the pool (the lane refills on demand)."""
         _close_all(self._idle, self._lookup.autocommit)
 
+    def forget(self) -> None:
+        """Drop the held connections without closing them (a forked child's copy)."""
+        self._idle.clear()
+
     def _take(self) -> PoolProxiedConnection:
-        if self._pid != os.getpid():  # a forked child: the parent's sockets are not ours
-            self._idle.clear()
-            self._pid = os.getpid()
         try:
             return self._idle.pop()
         except IndexError:
@@ -213,6 +211,19 @@ def _release(connection: PoolProxiedConnection, autocommit: bool) -> None:
         connection.close()
     except Exception:  # a dead connection: the pool replaces it
         connection.invalidate()
+
+
+_LANES: weakref.WeakSet[Lane] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    """A forked child must not use, nor close, its parent's sockets: drop them unseen."""
+    for lane in list(_LANES):
+        lane.forget()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _retire(

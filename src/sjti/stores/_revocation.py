@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from .._core.wrapping import KekRing, WrappedSecret, generate_user_key
-from ..errors import UnwrapError
 from .base import (
     MAX_LISTED_IDS,
     Acknowledgement,
@@ -147,7 +146,4 @@ def open_secret(ring: KekRing, user_id: str, text: str, kek_id: str | None = Non
     ``kek_id`` is the separate column of the owned table: it must agree with the id
     inside the text, or the row was edited by hand.
     """
-    wrapped = WrappedSecret.from_str(text)
-    if kek_id is not None and kek_id != wrapped.kek_id:
-        raise UnwrapError()
-    return ring.unwrap(user_id, wrapped)
+    return ring.unwrap_str(user_id, text, kek_id=kek_id)
