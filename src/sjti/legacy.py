@@ -300,6 +300,11 @@ class LegacyTokens:
         options: dict[str, Any] = {
             "require": ["exp", "iat"],
             "verify_aud": self.audience is not None,
+            # Time is checked below on sjti's clock (the wall clock PyJWT reads is not
+            # the one a test, or a caller passing ``now``, runs on).
+            "verify_exp": False,
+            "verify_iat": False,
+            "verify_nbf": False,
         }
         last: TokenError = InvalidSignatureError()
         for key in self._keys:
@@ -331,9 +336,14 @@ def _check_time(claims: Mapping[str, Any], now: int, leeway: int) -> None:
         raise InvalidClaimError("exp")
     if exp <= now - leeway:
         raise ExpiredTokenError()
-    iat = claims.get("iat")
-    if isinstance(iat, int | float) and not isinstance(iat, bool) and iat > now + leeway:
-        raise ImmatureTokenError()
+    for name in ("iat", "nbf"):
+        value = claims.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise InvalidClaimError(name)
+        if value > now + leeway:
+            raise ImmatureTokenError()
 
 
 def _mapped(exc: Exception) -> TokenError:

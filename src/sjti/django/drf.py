@@ -181,7 +181,8 @@ class _Base(BaseAuthentication):
             raise ServiceUnavailable() from None
         policy.accept(claims)
         request._request.sjti_legacy = True
-        return user, claims
+        # ``request.auth["sub"]`` names the user whichever claim the old token used
+        return user, {**claims, "sub": str(user.pk)}
 
 
 class SjtiAuthentication(_Base):

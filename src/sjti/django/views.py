@@ -192,9 +192,13 @@ class TokenRefreshView(_Public):
         policy.accept(claims)
         user_agent, ip = _client(request)
         jti = str(claims.get("jti") or token)
-        minted = refresh.mint_for_login(
-            user, before=None, user_agent=user_agent, ip=ip, legacy_jti=jti
-        )
+        try:
+            minted = refresh.mint_for_login(
+                user, before=None, user_agent=user_agent, ip=ip, legacy_jti=jti
+            )
+        except refresh.ReuseDetected:  # exchanged before: someone else holds a copy
+            keys.revoke([user.pk], actor="sjti:refresh-reuse", reason="legacy refresh token reused")
+            raise
         return _pair(minted)
 
 
