@@ -36,7 +36,7 @@ from rest_framework.request import Request
 
 from .._core.claims import Claims
 from ..cache import CachedKeys
-from ..errors import BackendError, MalformedTokenError, SecretError, TokenError
+from ..errors import BackendError, MalformedTokenError, RevokedTokenError, SecretError, TokenError
 from ..legacy import is_legacy
 from ..stores._revocation import open_secret
 from ..tokens import UserVerifier
@@ -173,7 +173,8 @@ class _Base(BaseAuthentication):
             claims = policy.open(token)
             user = keys.load_user(policy.user_id(claims))
             if user is None or not user.is_active:
-                policy.check_state(claims, None)
+                policy.check_state(claims, None)  # counts the refusal and raises
+                raise RevokedTokenError()
             policy.check_state(claims, keys.key_state(user))
         except TokenError as exc:
             raise self._refused(request, exc) from None

@@ -34,7 +34,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..errors import BackendError, SecretError, SjtiError, TokenError
+from ..errors import BackendError, RevokedTokenError, SecretError, SjtiError, TokenError
 from ..legacy import is_legacy
 from . import keys, refresh
 from ._runtime import runtime
@@ -185,7 +185,8 @@ class TokenRefreshView(_Public):
             claims = policy.open(token, token_type="refresh")  # noqa: S106 - a claim value
             user = keys.load_user(policy.user_id(claims))
             if user is None or not user.is_active:
-                policy.check_state(claims, None)
+                policy.check_state(claims, None)  # counts the refusal and raises
+                raise RevokedTokenError()
             policy.check_state(claims, keys.key_state(user))
         except TokenError as exc:
             return _invalid(description=exc.code)
