@@ -19,6 +19,7 @@ __all__ = [
     "DeviceChange",
     "column_text",
     "describe_device",
+    "describe_limit",
     "parse_column",
     "sign_in",
     "sign_out",
@@ -69,6 +70,11 @@ def parse_column(text: str | None) -> list[str] | None:
 
 def column_text(devices: Sequence[str]) -> str:
     return " ".join(devices)
+
+
+def describe_limit(user_id: str, count: int) -> str:
+    """For the audit trail: a sign-in past ``max_devices`` signed the oldest out."""
+    return f"user_id={user_id}, {count} oldest device(s) signed out at the device limit"
 
 
 def describe_device(user_id: str, sid: str) -> str:

@@ -62,7 +62,7 @@ class Lookup:
     sql: str
     positional: bool
     bind: Processor
-    results: tuple[Processor, ...]  # one per column: user_id, wrapped[, kek_id]
+    results: tuple[Processor, ...]  # one per column: user_id, wrapped, devices[, kek_id]
     autocommit: bool  # PostgreSQL: serve lookups outside any transaction
 
     def params(self, id_value: object) -> Sequence[object] | dict[str, object]:

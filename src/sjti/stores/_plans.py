@@ -15,12 +15,21 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from .._core.binding import USER_KEY_SIZE, UserKey, device_id_bytes, devices_record
 from ..errors import BackendError, ConfigurationError
+from . import _devices as devs
 from . import _eventlog as log
 from . import _revocation as rv
 from . import _statements as st
 from ._ops import Count, Execute, Fetch, Job, Op, Plan, Rows
-from .base import MAX_LISTED_IDS, AuditRecord, Cohort, RevocationResult, UnknownUserError
+from .base import (
+    MAX_LISTED_IDS,
+    AuditRecord,
+    Cohort,
+    DeviceSignIn,
+    RevocationResult,
+    UnknownUserError,
+)
 
 __all__ = [
     "AlsoRevoke",
@@ -36,6 +45,7 @@ __all__ = [
     "check_batch_size",
     "count_rewrap",
     "describe_rewrap",
+    "devices_of",
     "ensure",
     "open_found",
     "preview_batches",
@@ -43,9 +53,11 @@ __all__ = [
     "revoke_batch",
     "revoke_batches",
     "revoke_cohort",
+    "revoke_device",
     "revoke_many",
     "revoke_user",
     "rewrap_batch",
+    "sign_in",
 ]
 
 REWRAP_KIND = "kek_rewrap"
@@ -62,19 +74,28 @@ def _read(plan: Plan[T]) -> Job[T]:
 
 
 def _open(ctx: st.Context, user_id: str, rows: Rows) -> bytes | None:
-    """The unwrapped secret of the (at most one) row, ``None`` if there is no secret."""
+    """The key record of the (at most one) row (the unwrapped secret, and the devices if
+    tracked), ``None`` if there is no secret."""
     if not rows or rows[0]["wrapped"] is None:
         return None
     row = rows[0]
-    return rv.open_secret(ctx.ring, user_id, row["wrapped"], row.get("kek_id"))
+    secret = rv.open_secret(ctx.ring, user_id, row["wrapped"], row.get("kek_id"))
+    return _record(secret, row["devices"])
+
+
+def _record(secret: bytes, devices: str | None) -> bytes:
+    parsed = devs.parse_column(devices)
+    return secret if parsed is None else devices_record(secret, parsed)
 
 
 def open_found(ctx: st.Context, user_id: str, row: Sequence[Any] | None) -> bytes | None:
-    """The secret in the hot lookup's row ``(user_id, wrapped[, kek_id])``, ``None`` if the
-    row is missing or holds no secret (:mod:`sjti.stores._lookup` runs the statement)."""
+    """The key record in the hot lookup's row ``(user_id, wrapped, devices[, kek_id])``,
+    ``None`` if the row is missing or holds no secret (:mod:`sjti.stores._lookup` runs
+    the statement)."""
     if row is None or row[1] is None:
         return None
-    return rv.open_secret(ctx.ring, user_id, row[1], row[2] if len(row) > 2 else None)
+    secret = rv.open_secret(ctx.ring, user_id, row[1], row[3] if len(row) > 3 else None)
+    return _record(secret, row[2])
 
 
 def ensure(ctx: st.Context, user_id: str) -> Job[bytes]:
@@ -99,6 +120,117 @@ def ensure(ctx: st.Context, user_id: str) -> Job[bytes]:
         return secret
 
     return _write(ctx, plan())
+
+
+def sign_in(
+    ctx: st.Context, user_id: str, sid: str, max_devices: int
+) -> Job[tuple[DeviceSignIn, RevocationResult]]:
+    """A device signs in: the user's key made if absent, ``sid`` added to the device list
+    (the oldest signed out past ``max_devices``, audited), and an event, since every
+    node's cached record must learn the new device. One transaction, the row locked."""
+    devs.check_max(max_devices)
+    device_id_bytes(sid)
+
+    def plan() -> Plan[tuple[DeviceSignIn, RevocationResult]]:
+        id_value = st.coerce_id(ctx.target, user_id)
+        if id_value is None:
+            raise UnknownUserError()
+        wrapped, now = rv.new_wrapped(ctx.ring, user_id), ctx.clock()
+        if ctx.target.owned:
+            yield Execute(st.insert_secret_if_absent(ctx, id_value, wrapped, now))
+        else:
+            yield Execute(st.set_secret_if_null(ctx, id_value, wrapped, now))
+        rows = yield Fetch(st.select_secret(ctx, id_value, lock=True))
+        record = _open(ctx, user_id, rows)
+        if record is None:  # the app table has no such user: sjti never creates users
+            raise UnknownUserError()
+        change = devs.sign_in(devs.parse_column(rows[0]["devices"]), sid, max_devices)
+        yield Execute(st.set_devices(ctx, id_value, devs.column_text(change.devices)))
+        audit_id = None
+        if change.signed_out:
+            audit_rows = yield Fetch(
+                st.insert_audit(
+                    ctx,
+                    at=now,
+                    actor=None,
+                    reason="device limit",
+                    kind="device",
+                    count=1,
+                    detail=devs.describe_limit(user_id, len(change.signed_out)),
+                )
+            )
+            audit_id = int(audit_rows[0]["id"])
+        event_id = yield from log.append(
+            ctx, kind="sign_in", user_ids=[user_id], count=1, audit_id=audit_id, now=now
+        )
+        key = UserKey(record[:USER_KEY_SIZE], change.devices)
+        result = rv.result_for([user_id], dry_run=False, audit_id=audit_id)
+        signed_in = DeviceSignIn(sid, key, change.signed_out, event_id=event_id)
+        return signed_in, dataclasses.replace(result, event_id=event_id)
+
+    return _write(ctx, plan())
+
+
+def revoke_device(
+    ctx: st.Context,
+    user_id: str,
+    sid: str,
+    *,
+    actor: str | None,
+    reason: str | None,
+    also: AlsoRevoke | None = None,
+) -> Job[RevocationResult]:
+    """Sign one device out: ``sid`` off the user's list, ``also`` (the service ends the
+    device's refresh family), the audit and the event rows; one transaction. A device that
+    is not signed in changes nothing (count 0, no audit, no event)."""
+
+    def plan() -> Plan[RevocationResult]:
+        id_value = st.coerce_id(ctx.target, user_id)
+        nothing = rv.result_for((), dry_run=False, audit_id=None)
+        if id_value is None:
+            return nothing
+        rows = yield Fetch(st.select_secret(ctx, id_value, lock=True))
+        if not rows:
+            return nothing
+        change = devs.sign_out(devs.parse_column(rows[0]["devices"]), sid)
+        if not change.signed_out:
+            return nothing
+        yield Execute(st.set_devices(ctx, id_value, devs.column_text(change.devices)))
+        if also is not None:
+            yield from also([id_value])
+        now = ctx.clock()
+        audit_rows = yield Fetch(
+            st.insert_audit(
+                ctx,
+                at=now,
+                actor=actor,
+                reason=reason,
+                kind="device",
+                count=1,
+                detail=devs.describe_device(user_id, sid),
+            )
+        )
+        audit_id = int(audit_rows[0]["id"])
+        event_id = yield from log.append(
+            ctx, kind="device", user_ids=[user_id], count=1, audit_id=audit_id, now=now
+        )
+        result = rv.result_for([user_id], dry_run=False, audit_id=audit_id)
+        return dataclasses.replace(result, event_id=event_id)
+
+    return _write(ctx, plan())
+
+
+def devices_of(ctx: st.Context, user_id: str) -> Job[list[str] | None]:
+    """The user's signed-in devices, oldest first (``None``: not tracked or no user)."""
+
+    def plan() -> Plan[list[str] | None]:
+        id_value = st.coerce_id(ctx.target, user_id)
+        if id_value is None:
+            return None
+        rows = yield Fetch(st.select_secret(ctx, id_value))
+        return devs.parse_column(rows[0]["devices"]) if rows else None
+
+    return _read(plan())
 
 
 # Statements a caller adds to a revocation's transaction, given the selected ids (as the

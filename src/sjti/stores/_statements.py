@@ -25,10 +25,12 @@ from sqlalchemy import (
     Table,
     Text,
     Update,
+    case,
     cast,
     func,
     insert,
     literal,
+    null,
     select,
     update,
 )
@@ -83,6 +85,7 @@ class Target:
     secret: Column[Any]
     version: Column[Any]
     rotated_at: Column[Any]
+    devices: Column[Any]  # signed-in devices (see stores/_devices.py); NULL: not tracked
     kek_id: Column[Any] | None  # the owned table only
     owned: bool
     int_ids: bool  # the app's id column holds integers; sjti speaks strings
@@ -98,6 +101,7 @@ class Target:
                 c.wrapped_secret,
                 c.version,
                 c.rotated_at,
+                c.devices,
                 c.kek_id,
                 owned=True,
                 int_ids=False,
@@ -110,6 +114,7 @@ class Target:
             c[layout.secret_column],
             c[layout.version_column],
             c[layout.rotated_at_column],
+            c[layout.devices_column],
             None,
             owned=False,
             int_ids=_python_type(id_column) is int,
@@ -209,12 +214,25 @@ def advisory_lock() -> Select[Any]:
 # -- reading and creating one secret ------------------------------------------------------
 
 
-def select_secret(ctx: Context, id_value: object) -> Select[Any]:
+def secret_columns_of(target: Target) -> list[Column[Any]]:
+    """What a key lookup reads, in this order: id, wrapped secret, devices[, kek_id]."""
+    columns = [target.id, target.secret, target.devices]
+    return columns + ([target.kek_id] if target.kek_id is not None else [])
+
+
+def select_secret(ctx: Context, id_value: object, *, lock: bool = False) -> Select[Any]:
+    """The key record's columns for one user (``lock``: for update, in a write)."""
+    columns = secret_columns_of(ctx.target)
+    labels = ("user_id", "wrapped", "devices", "kek_id")
+    statement = select(*(c.label(n) for c, n in zip(columns, labels, strict=False)))
+    statement = statement.where(ctx.target.id == id_value)
+    return statement.with_for_update() if lock and ctx.dialect == "postgresql" else statement
+
+
+def set_devices(ctx: Context, id_value: object, devices: str) -> Update:
+    """A user's device list, as :func:`sjti.stores._devices.column_text` writes it."""
     t = ctx.target
-    columns = [t.id.label("user_id"), t.secret.label("wrapped")]
-    if t.kek_id is not None:
-        columns.append(t.kek_id.label("kek_id"))
-    return select(*columns).where(t.id == id_value)
+    return update(t.table).where(t.id == id_value).values({t.devices: devices})
 
 
 def insert_secret_if_absent(
@@ -349,6 +367,8 @@ def bulk_update(
     if now is not None:
         values[t.version] = func.coalesce(t.version, 0) + 1
         values[t.rotated_at] = literal(now, t.rotated_at.type)
+        # A new key signs every device out (tracked lists empty, untracked stay NULL).
+        values[t.devices] = case((t.devices.is_(None), null()), else_=literal("", Text()))
     if t.kek_id is not None:
         values[t.kek_id] = literal(ctx.ring.primary.kid, t.kek_id.type)
     return update(t.table).where(t.id == row_id).values(values)

@@ -140,6 +140,8 @@ class DeviceSignIn:
     sid: str
     key: UserKey
     signed_out: tuple[str, ...] = ()
+    event_id: int | None = None  # the sign-in event (SQL stores): caches learn the device
+    acknowledgement: Acknowledgement | None = None  # with ``wait="all"``
 
 
 @dataclass(frozen=True, slots=True)

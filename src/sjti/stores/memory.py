@@ -11,7 +11,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from .._core.binding import UserKey, devices_record, new_device_id
 from .._core.wrapping import Kek, KekRing, WrappedSecret
@@ -351,6 +351,21 @@ class SyncStoreAsAsync:
 
     async def audit_log(self, *, limit: int = 100) -> list[AuditRecord]:
         return self.sync.audit_log(limit=limit)
+
+    async def sign_in(self, user_id: str, **options: Any) -> DeviceSignIn:
+        """The wrapped store's ``sign_in`` (per-device revocation), if it has one."""
+        return cast(DeviceSignIn, self._devices().sign_in(user_id, **options))
+
+    async def revoke_device(self, user_id: str, sid: str, **options: Any) -> RevocationResult:
+        return cast(RevocationResult, self._devices().revoke_device(user_id, sid, **options))
+
+    async def devices(self, user_id: str) -> list[str] | None:
+        return cast("list[str] | None", self._devices().devices(user_id))
+
+    def _devices(self) -> Any:
+        if not hasattr(self.sync, "sign_in"):
+            raise ConfigurationError(f"{type(self.sync).__name__} does not track devices")
+        return self.sync
 
     def add_listener(self, listener: RevocationListener) -> None:
         self.sync.add_listener(listener)

@@ -42,7 +42,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from .._core.binding import UserKey
+from .._core.binding import UserKey, new_device_id
 from .._core.wrapping import KekRing
 from ..errors import BackendError
 from . import _eventlog as eventlog
@@ -50,12 +50,14 @@ from . import _lookup as lookups
 from . import _plans as plans
 from . import _revocation as rv
 from . import _statements as st
+from ._devices import DEFAULT_MAX_DEVICES
 from .base import (
     MAX_LISTED_IDS,
     NODE_TTL,
     Acknowledgement,
     AuditRecord,
     Cohort,
+    DeviceSignIn,
     EventListener,
     EventPage,
     NodeRecord,
@@ -155,14 +157,57 @@ class SqlSecretStore:
         return plans.open_found(self._ctx, user_id, self._lane.fetch(id_value))
 
     def load(self, user_id: str) -> UserKey | None:
-        secret = self.load_secret(user_id)
-        return UserKey(secret) if secret is not None else None
+        record = self.load_secret(user_id)
+        return UserKey.from_record(record) if record is not None else None
 
     def ensure(self, user_id: str) -> UserKey:
-        secret = self.load_secret(user_id)  # read-only fast path: no write lock
-        if secret is None:
-            secret = self._run(plans.ensure(self._ctx, user_id))
-        return UserKey(secret)
+        record = self.load_secret(user_id)  # read-only fast path: no write lock
+        if record is None:
+            record = self._run(plans.ensure(self._ctx, user_id))
+        return UserKey.from_record(record)
+
+    def sign_in(
+        self,
+        user_id: str,
+        *,
+        sid: str | None = None,
+        max_devices: int = DEFAULT_MAX_DEVICES,
+        wait: Wait = None,
+        timeout: float = DEFAULT_WAIT,
+    ) -> DeviceSignIn:
+        """A new device for ``user_id`` (its key made on first use): issue its tokens with
+        ``claims={"sid": signed_in.sid}`` and ``signed_in.key``. Past ``max_devices`` the
+        oldest device is signed out (``signed_in.signed_out``, audited). The sign-in is an
+        event (caches must learn the new device); ``wait="all"``: return once every live
+        node applied it, so no node refuses the device's first token."""
+        job = plans.sign_in(self._ctx, user_id, sid or new_device_id(), max_devices)
+        signed_in, result = self._run(job)
+        rv.announce(self._listeners, self._event_listeners, result, "sign_in")
+        if wait is None or signed_in.event_id is None:
+            return signed_in
+        acknowledgement = self.wait_applied(signed_in.event_id, timeout=timeout)
+        return dataclasses.replace(signed_in, acknowledgement=acknowledgement)
+
+    def revoke_device(
+        self,
+        user_id: str,
+        sid: str,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        also: plans.AlsoRevoke | None = None,
+        wait: Wait = None,
+        timeout: float = DEFAULT_WAIT,
+    ) -> RevocationResult:
+        """Sign one device out: its tokens are refused at once on every node, the user's
+        other devices stay signed in. One transaction with ``also``, audited, an event; a
+        device that is not signed in changes nothing (``count == 0``)."""
+        job = plans.revoke_device(self._ctx, user_id, sid, actor=actor, reason=reason, also=also)
+        return self._revoked(job, "device", wait, timeout)
+
+    def devices(self, user_id: str) -> list[str] | None:
+        """The user's signed-in devices, oldest first (``None``: devices not tracked)."""
+        return self._run(plans.devices_of(self._ctx, user_id))
 
     def revoke(
         self,
