@@ -186,3 +186,18 @@ def test_bad_policy_is_a_configuration_error(kwargs: dict[str, Any]) -> None:
     """A policy that could not be applied safely refuses to be built."""
     with pytest.raises(ConfigurationError):
         LegacyTokens(**kwargs)
+
+
+def test_import_sjti_imports_neither_django_nor_pyjwt() -> None:
+    """The root package stays framework-free: LegacyTokens loads PyJWT on first use only."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sjti; "
+        "print(sorted(m for m in ('django', 'jwt', 'rest_framework') if m in sys.modules))"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"

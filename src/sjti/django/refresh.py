@@ -100,12 +100,19 @@ def _token_row(user_id: str, family_id: str, now: datetime) -> tuple[str, Refres
 
 def _locked_user(user_pk: Any) -> Any | None:
     """The user with their key, the key's row locked until commit."""
-    queryset = keys.user_queryset().filter(pk=user_pk)
     if runtime().options.secrets == "one_to_one":
-        queryset = queryset.select_for_update(of=("sjti_secret",))
-    else:
-        queryset = queryset.select_for_update()
-    return queryset.first()
+        # Lock the key's row, the user joined (inner join: PostgreSQL cannot lock the
+        # nullable side of the user -> key outer join); the user's key cache is set too.
+        from .models import UserTokenSecret
+
+        holder = (
+            UserTokenSecret.objects.select_for_update(of=("self",))
+            .select_related("user")
+            .filter(pk=user_pk)
+            .first()
+        )
+        return None if holder is None else holder.user
+    return keys.user_queryset().filter(pk=user_pk).select_for_update().first()
 
 
 def _atomic() -> Any:
