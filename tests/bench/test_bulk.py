@@ -105,3 +105,10 @@ def test_a_cohort_size_below_ten_is_refused() -> None:
     """The 10% tenant needs at least ten users."""
     with pytest.raises(ValueError, match="at least 10"):
         bulk.run_bulk(5)
+
+
+def test_the_bench_runs_the_same_sizes() -> None:
+    """sjti bench's quick and full bulk sizes are this module's."""
+    from sjti.bench._run import BULK
+
+    assert BULK == (bulk.QUICK_USERS, bulk.DEFAULT_USERS)

@@ -239,19 +239,26 @@ def _revoke(store: Any, cohort: Cohort, name: str, expected: int) -> tuple[Step,
     )
     if preview.count != expected or len(preview.user_ids) != min(expected, MAX_LISTED_IDS):
         raise RuntimeError(f"{name}: the dry run found {preview.count} users, not {expected}")
-    events: list[RevocationEvent] = []
-    store.add_event_listener(events.append)  # one bus message per event
-    step, batches = _timed(
-        f"revoke_{name}",
-        expected,
-        lambda: list(store.revoke_batches(cohort, batch_size=BATCH, actor="bench")),
-    )
-    revoked = sum(batch.count for batch in batches)
-    if revoked != expected or len(events) != len(batches):
-        raise RuntimeError(f"{name}: revoked {revoked} users in {len(events)} events")
-    listed = max((len(e.user_ids or ()) for e in events), default=0)
-    if any(e.user_ids is None for e in events):
+    relayed: list[int] = []  # per event: the ids it lists (-1: none), not the ids
+
+    def relay(event: RevocationEvent) -> None:  # one bus message per event
+        relayed.append(-1 if event.user_ids is None else len(event.user_ids))
+
+    store.add_event_listener(relay)
+
+    def revoke() -> tuple[int, int]:
+        batches = revoked = 0
+        for batch in store.revoke_batches(cohort, batch_size=BATCH, actor="bench"):
+            batches, revoked = batches + 1, revoked + batch.count
+        return batches, revoked
+
+    step, (batches, revoked) = _timed(f"revoke_{name}", expected, revoke)
+    if revoked != expected or len(relayed) != batches:
+        raise RuntimeError(f"{name}: revoked {revoked} users in {len(relayed)} events")
+    if -1 in relayed:
         raise RuntimeError(f"{name}: an event did not list its users")
+    listed = max(relayed, default=0)
+    events = relayed
     step = Step(
         step.name, step.rows, step.seconds, step.rss_growth_mb, len(events), len(events), listed
     )
