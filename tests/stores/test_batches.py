@@ -204,3 +204,28 @@ def test_a_bulk_write_that_misses_a_row_fails_closed(ring: KekRing) -> None:
     assert isinstance(op, Count)
     with pytest.raises(BackendError, match="did not reach every selected user"):
         plan.send([{"n": 1}])  # the UPDATE changed one row
+
+
+def test_wrap_texts_seals_fresh_or_given_keys_like_wrap(ring: KekRing) -> None:
+    """The bulk wrap: each text opens for its own user only, fresh keys all differ, given
+    keys come back as given, and bad input is refused like ring.wrap refuses it."""
+    from sjti.errors import ConfigurationError, InvalidKeyError, UnwrapError
+
+    ids = [str(i) for i in range(50)]
+    fresh = ring.wrap_texts(ids)
+    keys = [ring.unwrap_str(user_id, text) for user_id, text in zip(ids, fresh, strict=True)]
+    assert len(set(keys)) == 50
+    assert len({text.split(".")[2][:16] for text in fresh}) == 50  # distinct nonces
+    assert all(text.startswith(f"v1.{ring.primary.kid}.") for text in fresh)
+    with pytest.raises(UnwrapError):
+        ring.unwrap_str("1", fresh[0])  # user 0's text is not user 1's
+    given = [bytes([i]) * 32 for i in range(3)]
+    again = ring.wrap_texts(["a", "b", "c"], given)
+    assert [ring.unwrap_str(u, t) for u, t in zip("abc", again, strict=True)] == given
+    assert ring.wrap_texts([]) == []
+    with pytest.raises(ConfigurationError):
+        ring.wrap_texts(["a", ""])
+    with pytest.raises(ConfigurationError):
+        ring.wrap_texts(["a", "b"], given[:1])
+    with pytest.raises(InvalidKeyError):
+        ring.wrap_texts(["a"], [b"short"])

@@ -224,6 +224,38 @@ class KekRing:
         sealed = self._aeads[kid].encrypt(nonce, user_key, self._aad(kid, user_id))
         return WrappedSecret(kek_id=kid, blob=nonce + sealed)
 
+    def wrap_texts(
+        self, user_ids: Sequence[str], user_keys: Sequence[bytes] | None = None
+    ) -> list[str]:
+        """``[self.wrap(uid, key).to_str() for ...]`` for bulk work (a revocation or a KEK
+        re-wrap of a million users): each user's key sealed under the primary KEK, in the
+        text form. ``user_keys``: one per id; by default a fresh random key each. The
+        random keys and nonces come from one read of the OS random source per call.
+        """
+        count = len(user_ids)
+        if user_keys is None:
+            fresh = secrets.token_bytes(USER_KEY_SIZE * count)
+            user_keys = [fresh[i : i + USER_KEY_SIZE] for i in range(0, len(fresh), USER_KEY_SIZE)]
+        elif len(user_keys) != count:
+            raise ConfigurationError("wrap_texts needs one user key per user id")
+        nonces = secrets.token_bytes(_NONCE_SIZE * count)
+        kid = self.primary.kid
+        aead, prefix, head = self._aeads[kid], self._aads[kid], f"{_VERSION}.{kid}."
+        texts = []
+        for i, (user_id, user_key) in enumerate(zip(user_ids, user_keys, strict=True)):
+            if not isinstance(user_key, bytes) or len(user_key) != USER_KEY_SIZE:
+                raise InvalidKeyError(f"user key must be exactly {USER_KEY_SIZE} bytes")
+            if not isinstance(user_id, str) or not user_id:
+                raise ConfigurationError("user id must be a non-empty string")
+            try:
+                encoded_id = user_id.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigurationError("user id must be encodable as UTF-8") from None
+            nonce = nonces[i * _NONCE_SIZE : (i + 1) * _NONCE_SIZE]
+            sealed = aead.encrypt(nonce, user_key, prefix + _length_prefixed(encoded_id))
+            texts.append(head + _b64url_encode(nonce + sealed))
+        return texts
+
     def unwrap(self, user_id: str, wrapped: WrappedSecret) -> bytes:
         """Open ``wrapped`` for ``user_id``; any failure raises the opaque :class:`UnwrapError`."""
         if not isinstance(wrapped, WrappedSecret):

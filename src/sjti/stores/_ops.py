@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -11,7 +11,7 @@ from sqlalchemy import Executable
 __all__ = ["Count", "Execute", "Fetch", "Job", "Op", "Plan", "Rows"]
 
 T = TypeVar("T")
-Rows = Sequence[Mapping[Any, Any]]  # RowMappings, or the one dict of a Count
+Rows = Sequence[Any]  # RowMappings (Fetch), or [{"n": count}] (Count)
 
 
 @dataclass(frozen=True, slots=True)

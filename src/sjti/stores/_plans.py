@@ -33,6 +33,7 @@ from .base import (
 
 __all__ = [
     "AlsoRevoke",
+    "AlsoSignIn",
     "Batch",
     "Batches",
     "Count",
@@ -122,12 +123,23 @@ def ensure(ctx: st.Context, user_id: str) -> Job[bytes]:
     return _write(ctx, plan())
 
 
+# Statements a caller adds to a sign-in's transaction, given the user's id (as the id
+# column stores it) and the devices the sign-in signed out: e.g. the service creating the
+# device's refresh family and ending the signed-out ones. It may raise to roll back.
+AlsoSignIn = Callable[[Sequence[Any], Sequence[str]], Plan[None]]
+
+
 def sign_in(
-    ctx: st.Context, user_id: str, sid: str, max_devices: int
+    ctx: st.Context,
+    user_id: str,
+    sid: str,
+    max_devices: int,
+    also: AlsoSignIn | None = None,
 ) -> Job[tuple[DeviceSignIn, RevocationResult]]:
     """A device signs in: the user's key made if absent, ``sid`` added to the device list
-    (the oldest signed out past ``max_devices``, audited), and an event, since every
-    node's cached record must learn the new device. One transaction, the row locked."""
+    (the oldest signed out past ``max_devices``, audited), ``also``, and an event, since
+    every node's cached record must learn the new device. One transaction, the row
+    locked."""
     devs.check_max(max_devices)
     device_id_bytes(sid)
 
@@ -146,6 +158,8 @@ def sign_in(
             raise UnknownUserError()
         change = devs.sign_in(devs.parse_column(rows[0]["devices"]), sid, max_devices)
         yield Execute(st.set_devices(ctx, id_value, devs.column_text(change.devices)))
+        if also is not None:
+            yield from also([id_value], change.signed_out)
         audit_id = None
         if change.signed_out:
             audit_rows = yield Fetch(
@@ -526,12 +540,12 @@ def rewrap_batch(
     ring = ctx.ring
 
     def rewrapped(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-        texts = []
-        for row in rows:
-            user_id = str(row["user_id"])
-            secret = rv.open_secret(ring, user_id, row["wrapped"], row.get("kek_id"))
-            texts.append(ring.wrap(user_id, secret).to_str())
-        return texts
+        ids = [str(row["user_id"]) for row in rows]
+        keys = [
+            rv.open_secret(ring, user_id, row["wrapped"], row.get("kek_id"))
+            for user_id, row in zip(ids, rows, strict=True)
+        ]
+        return ring.wrap_texts(ids, keys)
 
     def plan() -> Plan[tuple[int, Any]]:
         rows = yield Fetch(st.select_rewrap(ctx, batch_size, after=after))

@@ -38,7 +38,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .._core.wrapping import KekRing, WrappedSecret
 from ..errors import ConfigurationError
-from . import _revocation as rv
 from . import _schema
 from .base import Cohort, CohortError
 from .layouts import AppUsersTable, CohortColumns, Layout, OwnedTable
@@ -384,7 +383,7 @@ def rotate_batches(ctx: Context, raw_ids: Sequence[Any], now: datetime) -> Itera
     ring = ctx.ring
 
     def wrap(chunk: Sequence[Any]) -> list[str]:
-        return [rv.new_wrapped(ring, str(raw)).to_str() for raw in chunk]
+        return ring.wrap_texts([str(raw) for raw in chunk])
 
     chunks = list(_chunks(raw_ids, ROTATE_BATCH))
     for chunk, secrets in zip(chunks, made_ahead(wrap, chunks), strict=True):

@@ -172,6 +172,7 @@ class SqlSecretStore:
         *,
         sid: str | None = None,
         max_devices: int = DEFAULT_MAX_DEVICES,
+        also: plans.AlsoSignIn | None = None,
         wait: Wait = None,
         timeout: float = DEFAULT_WAIT,
     ) -> DeviceSignIn:
@@ -180,7 +181,7 @@ class SqlSecretStore:
         oldest device is signed out (``signed_in.signed_out``, audited). The sign-in is an
         event (caches must learn the new device); ``wait="all"``: return once every live
         node applied it, so no node refuses the device's first token."""
-        job = plans.sign_in(self._ctx, user_id, sid or new_device_id(), max_devices)
+        job = plans.sign_in(self._ctx, user_id, sid or new_device_id(), max_devices, also)
         signed_in, result = self._run(job)
         rv.announce(self._listeners, self._event_listeners, result, "sign_in")
         if wait is None or signed_in.event_id is None:

@@ -138,6 +138,7 @@ class AsyncSqlSecretStore:
         *,
         sid: str | None = None,
         max_devices: int = DEFAULT_MAX_DEVICES,
+        also: plans.AlsoSignIn | None = None,
         wait: Wait = None,
         timeout: float = DEFAULT_WAIT,
     ) -> DeviceSignIn:
@@ -146,7 +147,7 @@ class AsyncSqlSecretStore:
         oldest device is signed out (``signed_in.signed_out``, audited). The sign-in is an
         event (caches must learn the new device); ``wait="all"``: return once every live
         node applied it, so no node refuses the device's first token."""
-        job = plans.sign_in(self._ctx, user_id, sid or new_device_id(), max_devices)
+        job = plans.sign_in(self._ctx, user_id, sid or new_device_id(), max_devices, also)
         signed_in, result = await self._run(job)
         rv.announce(self._listeners, self._event_listeners, result, "sign_in")
         if wait is None or signed_in.event_id is None:
