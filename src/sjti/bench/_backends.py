@@ -111,7 +111,7 @@ SQLITE_FLOOR: Final = "floor.sqlite_select_pk"
 PG_FLOOR: Final = "floor.pg_select_pk"
 # The store's hot statement on the owned table, as the raw driver runs it.
 _FLOOR_SQL: Final = (
-    "SELECT user_id, wrapped_secret, kek_id FROM sjti_user_secrets WHERE user_id = {}"
+    "SELECT user_id, wrapped_secret, devices, kek_id FROM sjti_user_secrets WHERE user_id = {}"
 )
 PROPAGATION_P50: Final = "sjti.revoke_propagation_p50_ms"
 PROPAGATION_P99: Final = "sjti.revoke_propagation_p99_ms"
@@ -298,8 +298,9 @@ def _sqlite_cases(fx: Fixture, stack: contextlib.ExitStack) -> list[Case]:
 
 
 def _select_pk_check(result: object) -> str | None:
-    """A floor row must return the subject's stored row (id, wrapped secret, KEK id)."""
-    if not isinstance(result, tuple) or len(result) != 3 or result[0] != SUBJECT:
+    """A floor row must return the subject's stored row (id, wrapped secret, devices, KEK
+    id: the columns the store's lookup reads)."""
+    if not isinstance(result, tuple) or len(result) != 4 or result[0] != SUBJECT:
         return "did not return the subject's row"
     if not isinstance(result[1], str) or not result[1].startswith("v1."):
         return "returned no wrapped secret"

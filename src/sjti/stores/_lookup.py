@@ -64,13 +64,14 @@ class Lookup:
     bind: Processor
     results: tuple[Processor, ...]  # one per column: user_id, wrapped, devices[, kek_id]
     autocommit: bool  # PostgreSQL: serve lookups outside any transaction
+    plain: bool  # no column needs converting (text columns): the driver's row is the row
 
     def params(self, id_value: object) -> Sequence[object] | dict[str, object]:
         value = id_value if self.bind is None else self.bind(id_value)
         return (value,) if self.positional else {_ID: value}
 
     def row(self, raw: Sequence[Any] | None) -> Sequence[Any] | None:
-        if raw is None or not any(self.results):  # Text columns: nothing to convert
+        if raw is None or self.plain:
             return raw
         return tuple(v if p is None else p(v) for p, v in zip(self.results, raw, strict=True))
 
@@ -86,7 +87,8 @@ def compile_lookup(ctx: st.Context, dialect: Dialect) -> Lookup:
     columns = st.secret_columns_of(t)
     results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
     bind = t.id.type.dialect_impl(dialect).bind_processor(dialect)
-    return Lookup(compiled.string, positional, bind, results, ctx.dialect == "postgresql")
+    postgres = ctx.dialect == "postgresql"
+    return Lookup(compiled.string, positional, bind, results, postgres, not any(results))
 
 
 def fetch(dbapi_connection: Any, lookup: Lookup, id_value: object) -> Sequence[Any] | None:
@@ -94,9 +96,10 @@ def fetch(dbapi_connection: Any, lookup: Lookup, id_value: object) -> Sequence[A
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(lookup.sql, lookup.params(id_value))
-        return lookup.row(cursor.fetchone())
+        raw = cursor.fetchone()
     finally:
         cursor.close()
+    return raw if raw is None or lookup.plain else lookup.row(raw)
 
 
 def _limit(engine: Engine) -> int:
@@ -151,13 +154,20 @@ class Lane:
         dispatch = self._engine.dispatch
         if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
             return self._observed(id_value)
-        connection = self._take()
+        idle = self._idle
+        try:
+            connection = idle.pop()
+        except IndexError:
+            connection = self._checkout()
         try:
             row = fetch(connection.dbapi_connection, self._lookup, id_value)
         except Exception as exc:  # any driver failure: drop the connection, fail closed
             connection.invalidate()
             raise BackendError("secret store unavailable") from cause(exc)
-        self._give(connection)
+        if len(idle) < self._limit:
+            idle.append(connection)
+        else:
+            _release(connection, self._lookup.autocommit)
         return row
 
     def _observed(self, id_value: object) -> Sequence[Any] | None:
@@ -179,11 +189,8 @@ class Lane:
         """Drop the held connections without closing them (a forked child's copy)."""
         self._idle.clear()
 
-    def _take(self) -> PoolProxiedConnection:
-        try:
-            return self._idle.pop()
-        except IndexError:
-            pass
+    def _checkout(self) -> PoolProxiedConnection:
+        """A connection from the pool, ready for lookups (autocommit on PostgreSQL)."""
         try:
             connection = self._engine.raw_connection()
         except Exception as exc:  # pool timeout, or the driver's own connect error
@@ -195,12 +202,6 @@ class Lane:
                 connection.invalidate()
                 raise BackendError("secret store unavailable") from cause(exc)
         return connection
-
-    def _give(self, connection: PoolProxiedConnection) -> None:
-        if len(self._idle) < self._limit:
-            self._idle.append(connection)
-        else:
-            _release(connection, self._lookup.autocommit)
 
 
 def _release(connection: PoolProxiedConnection, autocommit: bool) -> None:
