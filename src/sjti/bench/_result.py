@@ -213,7 +213,7 @@ _TARGETS: Final[
     *(
         (
             f"bulk_preview_{db}",
-            f"{name}: dry run of the cohort of all, share of the revocation",
+            f"{name}: dry run of a cohort, share of its revocation (worse of 10% and all)",
             f"sjti.bulk_preview_vs_revoke_pct.{db}",
             (),
             "<=",

@@ -393,8 +393,10 @@ def measures(runs: Sequence[BulkRun]) -> tuple[Measure, ...]:
                     f"{db}: peak RSS growth in any step but the seeding ({size})", SECTION),
             Measure(row_name(db, "revoke_bus_messages"), float(all_.bus_messages), "messages",
                     f"{db}: bus messages for the cohort of all (one per batch)", SECTION),
-            Measure(row_name(db, "preview_vs_revoke_pct"), 100 * run.ratio("all"), "%",
-                    f"{db}: dry run time / revocation time, cohort of all", SECTION),
+            Measure(row_name(db, "preview_vs_revoke_pct"),
+                    100 * max(run.ratio("10pct"), run.ratio("all")), "%",
+                    f"{db}: dry run time / revocation time, the worse of the two cohorts",
+                    SECTION),
             Measure(row_name(db, "rewrap_rows_per_s"), steps["rewrap"].per_second, "rows/s",
                     f"{db}: re-wrap every secret under a new KEK, batches of {BATCH:,}", SECTION),
         ]  # fmt: skip
