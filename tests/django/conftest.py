@@ -1,8 +1,10 @@
-"""Django for tests/django only: settings are configured when this directory is
-collected, so the rest of the suite never sees Django (pytest-django stays inert there).
+"""Django for tests/django only, in a pytest of its own: ``pytest tests/django -p django``
+(pyproject's addopts turn pytest-django off for the rest of the suite; tests/test_django.py
+runs this directory in a child pytest, on SQLite and on PostgreSQL). Without the plugin
+this directory is not collected.
 
 SQLite by default; ``SJTI_TEST_DJANGO_PG=<database name>`` runs the same tests on
-PostgreSQL (tests/django/test_postgres.py does, in a child pytest).
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -10,12 +12,24 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 
+def _django_plugin(config: pytest.Config) -> bool:
+    return config.pluginmanager.has_plugin("django")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Without pytest-django (the suite's default) these tests run in tests/test_django.py."""
+    return None if _django_plugin(config) else True
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if not _django_plugin(config):
+        return
     os.environ.setdefault("SJTI_TEST_DJANGO_DIR", tempfile.mkdtemp(prefix="sjti-django-"))
     from django.conf import settings
 
