@@ -204,3 +204,35 @@ def test_unwrap_str_opens_exactly_what_unwrap_of_from_str_opens(ring: KekRing) -
         else:
             assert ring.unwrap_str(user_id, stored, kek_id=column) == expected
     assert ring.unwrap_str("u1", text) == bytes(range(32))
+
+
+@pytest.mark.service
+def test_a_forked_child_never_touches_the_parents_lookup_connection(
+    postgres_url: str, names: SqlNames, ring: KekRing
+) -> None:
+    """After fork the child reads through a connection of its own and exits; the parent's
+    held connection still works (the child neither used nor closed it)."""
+    import os
+
+    engine = sa.create_engine(postgres_url)
+    store = _store(engine, names, ring, "owned")
+    try:
+        store.ensure("u1")
+        key = store.load_secret("u1")
+        assert key is not None
+        pid = os.fork()
+        if pid == 0:  # the child: its own connection, a clean exit without cleanup
+            code = 0
+            try:
+                engine.dispose(close=False)
+                code = 0 if store.load_secret("u1") == key else 1
+            except BaseException:
+                code = 2
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0
+        assert store.load_secret("u1") == key  # the parent's connection survived
+    finally:
+        store.close()
+        drop_tables(engine, names.all)
+        engine.dispose()

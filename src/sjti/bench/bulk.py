@@ -265,6 +265,20 @@ def _revoke(store: Any, cohort: Cohort, name: str, expected: int) -> tuple[Step,
     return preview_step, step
 
 
+def _drop(engine: Any) -> None:
+    """Drop the bulk tables and forget their schema versions (the database may stay)."""
+    import sqlalchemy as sa
+
+    from ..stores._schema import version_table
+
+    versions = version_table(sa.MetaData())
+    scopes = [f"{kind}:{_LOG_TABLES[f'{kind}_table']}" for kind in ("audit", "events", "nodes")]
+    with contextlib.suppress(Exception), engine.begin() as conn:
+        for name in (_TABLE, *_LOG_TABLES.values()):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        conn.execute(versions.delete().where(versions.c.scope.in_(scopes)))
+
+
 def _one(database: str, url: str, users: int, progress: Callable[[str], None]) -> BulkRun:
     import sqlalchemy as sa
 
@@ -316,9 +330,7 @@ def _one(database: str, url: str, users: int, progress: Callable[[str], None]) -
         progress(f"{database}: re-wrapped {moved:,} secrets under a new KEK")
         rewrapper.close()
     finally:
-        with contextlib.suppress(Exception), engine.begin() as conn:
-            for name in (_TABLE, *_LOG_TABLES.values()):
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        _drop(engine)
         engine.dispose()
     return run
 

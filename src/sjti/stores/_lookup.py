@@ -186,7 +186,10 @@ class Lane:
         _close_all(self._idle, self._lookup.autocommit)
 
     def forget(self) -> None:
-        """Drop the held connections without closing them (a forked child's copy)."""
+        """Stop using the held connections without closing them (a forked child's copy:
+        they stay referenced, so neither this process nor the GC ever touches sockets
+        that belong to the parent)."""
+        _ABANDONED.extend(self._idle)
         self._idle.clear()
 
     def _checkout(self) -> PoolProxiedConnection:
@@ -215,6 +218,7 @@ def _release(connection: PoolProxiedConnection, autocommit: bool) -> None:
 
 
 _LANES: weakref.WeakSet[Lane] = weakref.WeakSet()
+_ABANDONED: list[PoolProxiedConnection] = []  # a forked child's copies of its parent's
 
 
 def _forget_in_child() -> None:
