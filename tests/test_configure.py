@@ -183,3 +183,31 @@ def test_redis_url_wires_the_redis_bus(
         assert second.verify(token)["sub"] == "hank"
         first.revoke("hank", actor="t", reason="t")
         assert refused_within(second, token, 5)
+
+
+def test_sign_in_and_revoke_one_device_in_memory() -> None:
+    with sjti.configure(Settings(database_url="memory://")) as auth:
+        phone, laptop = auth.sign_in("ivy"), auth.sign_in("ivy", claims={"scope": "read"})
+        assert auth.verify(laptop.token)["scope"] == "read"
+        assert auth.revoke_device("ivy", phone.sid, actor="ivy", reason="lost").count == 1
+        with pytest.raises(RevokedTokenError):
+            auth.verify(phone.token)
+        assert auth.verify(laptop.token)["sid"] == laptop.sid
+
+
+@pytest.mark.service
+def test_a_device_signed_out_on_one_node_is_refused_by_another(
+    own_postgres_database: str, tmp_path: Path
+) -> None:
+    """Two nodes on PostgreSQL: the sign-in reaches the other node's cache before it
+    returns (the new device is accepted there at once), and so does the sign-out."""
+    settings = Settings(database_url=own_postgres_database, key_file=str(tmp_path / "k.json"))
+    with sjti.configure(settings) as first, sjti.configure(settings) as second:
+        assert second.wait_ready(10)
+        old = first.sign_in("jo")
+        assert second.verify(old.token)["sub"] == "jo"  # jo's record is cached on `second`
+        new = first.sign_in("jo")
+        assert second.verify(new.token)["sid"] == new.sid  # no stale copy refuses it
+        first.revoke_device("jo", old.sid, actor="jo", reason="lost")
+        assert refused_within(second, old.token, 5)
+        assert second.verify(new.token)["sub"] == "jo"

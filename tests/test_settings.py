@@ -80,7 +80,7 @@ def test_invalid_toml_is_a_configuration_error(tmp_path: Path) -> None:
         ("SJTI_PORT", "70000", "SJTI_PORT .*must be at most 65535"),
         ("SJTI_POLL_INTERVAL", "nan", "must be a finite number"),
         ("SJTI_ENV", "staging", "must be one of 'development', 'production'"),
-        ("SJTI_SESSION_GRANULARITY", "device", "must be one of 'user', 'session'"),
+        ("SJTI_SESSION_GRANULARITY", "tenant", "must be one of 'device', 'user', 'session'"),
         ("SJTI_LEEWAY", "301", "SJTI_LEEWAY .*at most 300"),
     ],
 )
@@ -177,3 +177,15 @@ def test_docs_list_every_setting_exactly_as_sjti_config_docs_prints_it() -> None
     assert reference() in text
     documented = set(re.findall(r"^\| `([a-z_]+)` \| `SJTI_", text, flags=re.MULTILINE))
     assert documented == {spec.name for spec in describe()}
+
+
+def test_repr_hides_passwords_inside_urls() -> None:
+    settings = Settings(
+        database_url="postgresql+psycopg://app:hunter2@db.internal/sjti",
+        redis_url="redis://:s3cret@cache:6379/0",
+    )
+    text = repr(settings)
+    assert "hunter2" not in text
+    assert "s3cret" not in text
+    assert "postgresql+psycopg://app:***@db.internal/sjti" in text
+    assert settings.database_url.endswith("app:hunter2@db.internal/sjti")  # the value stays

@@ -3,7 +3,7 @@
 The safe API is re-exported here; modules starting with ``_`` are private.
 """
 
-from ._configure import Auth, configure
+from ._configure import Auth, SignedIn, configure
 from ._core.binding import UserKey
 from ._core.claims import Claims, ClaimsPolicy
 from ._core.keys import SigningKey, VerifyingKey
@@ -71,6 +71,7 @@ __all__ = [
     "RevokedTokenError",
     "SecretError",
     "Settings",
+    "SignedIn",
     "SigningKey",
     "SjtiError",
     "TokenError",

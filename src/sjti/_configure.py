@@ -39,11 +39,21 @@ if TYPE_CHECKING:
 
     Bus = RedisBus | PgNotifyBus | LogPollBus
 
-__all__ = ["Auth", "configure"]
+__all__ = ["Auth", "SignedIn", "configure"]
 
 logger = logging.getLogger("sjti")
 
 Migrate = Literal[True, False] | Callable[["Engine"], object]
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """A device signed in: its first access token, its id (the ``sid`` claim) and the
+    devices the sign-in signed out to stay within ``max_devices``."""
+
+    token: str
+    sid: str
+    signed_out: tuple[str, ...] = ()
 
 
 @dataclass(eq=False)
@@ -82,6 +92,26 @@ class Auth:
     def issue(self, user_id: str, *, claims: Mapping[str, Any] | None = None) -> str:
         """An access token for ``user_id``, bound to its key (made on first use)."""
         return self.issuer.issue(user_id, self.store.ensure(user_id), claims=claims)
+
+    def sign_in(self, user_id: str, *, claims: Mapping[str, Any] | None = None) -> SignedIn:
+        """A new device for ``user_id``: its access token (``sid`` bound) and device id.
+        :meth:`revoke_device` with that id refuses this device's tokens at once and
+        leaves the user's other devices signed in. With a bus, returns once every live
+        node has applied the sign-in (at most ``revoke_wait_timeout``, 1 s at most)."""
+        options: dict[str, Any] = {"max_devices": self.settings.max_devices}
+        if self.bus is not None:  # a bus means SQL and other nodes: wait for them
+            options.update(wait="all", timeout=min(self.settings.revoke_wait_timeout, 1.0))
+        signed_in = self.store.sign_in(user_id, **options)
+        bound = {**(claims or {}), "sid": signed_in.sid}
+        token = self.issuer.issue(user_id, signed_in.key, claims=bound)
+        return SignedIn(token, signed_in.sid, signed_in.signed_out)
+
+    def revoke_device(
+        self, user_id: str, sid: str, *, actor: str, reason: str
+    ) -> RevocationResult:
+        """Sign one device out: its tokens are refused at once on every node; the user's
+        other devices stay signed in (``count == 0``: that device was not signed in)."""
+        return self.store.revoke_device(user_id, sid, actor=actor, reason=reason)
 
     def verify(self, token: str | bytes) -> Claims:
         """Both layers; the user's key through the cache."""

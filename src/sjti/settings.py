@@ -26,6 +26,7 @@ import math
 import os
 import tomllib
 import types
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import Any, Final, Literal, Union, get_args, get_origin, get_type_hi
 
 from .errors import ConfigurationError
 
-__all__ = ["CONFIG_ENV", "CONFIG_FILE", "ENV_PREFIX", "Secret", "Setting", "Settings"]
+__all__ = ["CONFIG_ENV", "CONFIG_FILE", "ENV_PREFIX", "Secret", "Setting", "Settings", "redact_url"]
 
 ENV_PREFIX: Final = "SJTI_"
 CONFIG_FILE: Final = "sjti.toml"
@@ -114,7 +115,7 @@ def _setting(
     )
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True, slots=True, repr=False)
 class Settings:
     """Every setting of sjti. Build it with :meth:`load` (file + environment) or directly
     (``Settings(issuer=...)``: defaults for the rest, nothing read from the environment)."""
@@ -190,9 +191,26 @@ class Settings:
         "absolute URL clients reach the service at (behind a proxy); default: `issuer`",
         "service",
     )
-    session_granularity: Literal["user", "session"] = _setting(
-        "user",
-        "`session`: a device logout also ends that device's access tokens at once",
+    session_granularity: Literal["device", "user", "session"] = _setting(
+        "device",
+        "what a device sign-out ends at once: `device` (its access tokens too, from the "
+        "device list on the user row: no query more), `user` (its refresh tokens only; "
+        "logout everywhere rotates the key), `session` (its access tokens, with one query "
+        "more per request)",
+        "service",
+    )
+    max_devices: int = _setting(
+        32,
+        "signed-in devices per user (`device` granularity); a sign-in past it signs the "
+        "oldest device out",
+        "service",
+        ge=1,
+        le=1000,
+    )
+    reuse_rotates_key: bool = _setting(
+        False,
+        "refresh-token reuse also rotates the user's key (every device signs out); with "
+        "`device` granularity it otherwise ends only the reused device",
         "service",
     )
     introspection_client_id: str | None = _setting(
@@ -266,6 +284,13 @@ class Settings:
         _known(changes, "argument")
         return dataclasses.replace(self, **changes)
 
+    def __repr__(self) -> str:
+        # Secrets print as Secret('**********'); a password inside a URL as ***.
+        shown = ", ".join(
+            f"{spec.name}={redact_url(getattr(self, spec.name))!r}" for spec in describe()
+        )
+        return f"Settings({shown})"
+
     @property
     def on_postgresql(self) -> bool:
         return self.database_url.startswith(("postgresql", "postgres"))
@@ -305,6 +330,18 @@ def collect(
 def _coerced(values: Mapping[str, object], source: str) -> dict[str, Any]:
     specs = {spec.name: spec for spec in describe()}
     return {name: _coerce(specs[name], value, source) for name, value in values.items()}
+
+
+def redact_url(value: object) -> object:
+    """A URL with its password replaced by ``***`` (anything else unchanged)."""
+    if not isinstance(value, str) or "://" not in value or "@" not in value:
+        return value
+    parts = urllib.parse.urlsplit(value)
+    if parts.password is None:
+        return value
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _config_path(file: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
@@ -359,7 +396,7 @@ def _type_name(hint: object) -> str:
     if hint is Secret:
         return "secret"
     if get_origin(hint) is Literal:
-        return " | ".join(f'"{choice}"' for choice in get_args(hint))
+        return " or ".join(f"`{choice}`" for choice in get_args(hint))
     if _is_optional(hint):
         return f"{_type_name(_inner(hint))} or unset"
     return getattr(hint, "__name__", str(hint))
@@ -455,6 +492,16 @@ def _as(hint: object, value: object, *, from_text: bool) -> object:
     if hint is str:
         if not isinstance(value, str):
             raise TypeError("must be text")
+        return value
+    if hint is bool:
+        if from_text and isinstance(value, str):
+            words = {"true": True, "1": True, "yes": True, "on": True}
+            words |= {"false": False, "0": False, "no": False, "off": False}
+            if value.strip().lower() not in words:
+                raise ValueError("must be true or false")
+            return words[value.strip().lower()]
+        if type(value) is not bool:
+            raise TypeError("must be true or false")
         return value
     if hint is int:
         if from_text and isinstance(value, str):

@@ -1,8 +1,8 @@
 """Device logout vs. access tokens, per SJTI_SESSION_GRANULARITY, on real server processes.
 
-``session``: ``DELETE /sessions/{id}`` refuses that device's access tokens at once, the
-other device keeps working. ``user`` (the default): the logged-out device's access token
-stays valid until it expires; only its refresh tokens stop (the documented behaviour).
+``device`` (the default) and ``session``: ``DELETE /sessions/{id}`` refuses that device's
+access tokens at once, the other device keeps working. ``user``: the logged-out device's
+access token stays valid until it expires; only its refresh tokens stop (as documented).
 """
 
 from __future__ import annotations
@@ -54,11 +54,34 @@ def test_session_granularity_device_logout_refuses_that_device_at_once(
         assert refresh(client, laptop["refresh_token"]).status_code == 200
 
 
-def test_user_granularity_device_logout_leaves_access_tokens_until_expiry(
+@pytest.fixture(scope="module")
+def user_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    started = Server(
+        tmp_path_factory.mktemp("sjti-serve-user"), {"SJTI_SESSION_GRANULARITY": "user"}
+    )
+    yield started
+    started.stop()
+
+
+def test_device_granularity_is_the_default_and_refuses_that_device_at_once(
     server: Server,
 ) -> None:
-    """The default: the phone's refresh token is gone, its access token still works."""
     with server.client() as client:
+        phone, laptop, phone_id = _two_devices(client)
+        gone = client.delete(f"/sessions/{phone_id}", headers=bearer(laptop))
+        assert gone.status_code == 200
+        assert gone.json()["access_tokens"].startswith("refused from now on (per-device")
+        assert client.get("/me", headers=bearer(phone)).status_code == 401
+        assert client.get("/me", headers=bearer(laptop)).status_code == 200
+        assert refresh(client, phone["refresh_token"]).status_code == 400
+        assert refresh(client, laptop["refresh_token"]).status_code == 200
+
+
+def test_user_granularity_device_logout_leaves_access_tokens_until_expiry(
+    user_server: Server,
+) -> None:
+    """The phone's refresh token is gone, its access token still works."""
+    with user_server.client() as client:
         phone, laptop, phone_id = _two_devices(client)
         gone = client.delete(f"/sessions/{phone_id}", headers=bearer(laptop))
         assert gone.status_code == 200

@@ -203,7 +203,9 @@ def test_refused_statuses_must_be_non_success_statuses(sjti_kit: Kit, refused: s
         case("good-token", sjti_kit).check(lambda token: 200, refused=refused)
 
 
+@pytest.mark.parametrize("sjti_devices", [None])
 def test_unavailable_cases_skip_with_their_reason(sjti_kit: Kit) -> None:
-    """Called directly (outside the fixture), an unavailable case still skips, never passes."""
+    """Called directly (outside the fixture), an unavailable case still skips, never passes
+    (here: an app that declares no per-device revocation)."""
     with pytest.raises(pytest.skip.Exception, match="per-device revocation"):
         case("revoked-device", sjti_kit).check(lambda token: 200)

@@ -158,6 +158,12 @@ def test_the_factory_refuses_what_it_cannot_do(sjti_issuer: Issuer) -> None:
         users.token(42)  # type: ignore[arg-type]
 
 
-def test_no_device_revocation_is_declared_by_default(sjti_devices: object) -> None:
-    """The revoked-device case runs only when the app says how it signs a device out."""
-    assert sjti_devices is None
+def test_the_stores_device_sign_out_is_the_default(
+    sjti_devices: object, sjti_store: object
+) -> None:
+    """The kit's store tracks devices, so the revoked-device case runs by default: an app
+    that looks keys up in it must refuse a signed-out device."""
+    from sjti.testing._kit import StoreDevices
+
+    assert isinstance(sjti_devices, StoreDevices)
+    assert hasattr(sjti_store, "revoke_device")

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..settings import Secret, Setting, collect, describe
+from ..settings import Secret, Setting, collect, describe, redact_url
 from ._keys_cmds import CliError, cli_errors, console
 from ._settings import cli_settings
 
@@ -21,7 +21,7 @@ app = typer.Typer(help="The settings (sjti.toml and SJTI_* environment).", no_ar
 def _text(value: object) -> str:
     if isinstance(value, Secret):
         return "(set, hidden)"
-    return "(unset)" if value is None else str(value)
+    return "(unset)" if value is None else str(redact_url(value))
 
 
 def reference() -> str:
@@ -43,7 +43,11 @@ def reference() -> str:
 
 
 def _default(spec: Setting) -> str:
-    return "unset" if spec.default is None else f"`{spec.default}`"
+    if spec.default is None:
+        return "unset"
+    if isinstance(spec.default, bool):
+        return f"`{str(spec.default).lower()}`"  # as TOML and the environment write it
+    return f"`{spec.default}`"
 
 
 @app.command("show")

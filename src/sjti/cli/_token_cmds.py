@@ -127,7 +127,14 @@ def issue_token(
     signer = Issuer(keys, issuer=issuer, audience=audience, ttl=ttl)
     # Validate everything that needs no database before the store creates a user key.
     signer.claims_for(subject, UserKey.generate(), claims=claims)
-    return signer.issue(subject, store.ensure(subject), claims=claims)
+    key = store.ensure(subject)
+    sign_in = getattr(store, "sign_in", None)
+    if key.devices is not None and sign_in is not None:
+        # The user's devices are tracked: a token without a listed sid would be refused,
+        # so the CLI signs in a device of its own (sign it out like any other).
+        signed_in = sign_in(subject)
+        return signer.issue(subject, signed_in.key, claims={**(claims or {}), "sid": signed_in.sid})
+    return signer.issue(subject, key, claims=claims)
 
 
 def decode_unverified(token: str) -> tuple[dict[str, Any], Claims]:

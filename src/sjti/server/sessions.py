@@ -21,28 +21,30 @@ Minting is serialised against revocation
 from __future__ import annotations
 
 import hmac
-import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, RowMapping, and_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from .._core.binding import UserKey
+from .._core.binding import UserKey, new_device_id
 from .._core.codec import b64url_encode
 from .._core.strategies import session as split
 from .._core.wrapping import KekRing
 from ..errors import BackendError, SjtiError
-from ..stores._ops import Fetch, Plan
+from ..stores._ops import Execute, Fetch, Plan
 from ..stores._revocation import utc_now
 from ..stores.layouts import user_key_from_row
 from .db import LAYOUT, families, refresh_tokens, users
 from .users import User, user_from_row
+
+if TYPE_CHECKING:
+    from ..stores.sql import SqlSecretStore
 
 __all__ = [
     "AccountChanged",
@@ -211,6 +213,12 @@ def revoke_other_families_too(keep: str, counted: list[int]) -> Any:
             .returning(families.c.id)
         )
         counted.append(len(rows))
+        # The rotation emptied a tracked device list: this device stays signed in.
+        yield Execute(
+            update(users)
+            .where(users.c.id.in_(list(user_ids)), users.c.token_devices.is_not(None))
+            .values(token_devices=keep)
+        )
 
     return plan
 
@@ -295,7 +303,7 @@ class RefreshStore:
         (a revocation committed while the request ran). The one move allowed is 0 -> 1:
         the user's first key being created (a revocation needs an existing key)."""
         now = utc_now()
-        family_id = secrets.token_urlsafe(12)
+        family_id = new_device_id()
         token, row = self._mint(user_id, family_id, now)
         with self._write() as conn:
             locked = self._lock_user(conn, user_id)
@@ -320,6 +328,67 @@ class RefreshStore:
             conn.execute(update(users).where(users.c.id == user_id).values(last_login_at=now))
             user = user_from_row(locked)
         return Minted(Rotated(token, user_id, family_id), user, key)
+
+    def login_device(
+        self,
+        store: SqlSecretStore,
+        user_id: str,
+        version: int,
+        *,
+        user_agent: str | None,
+        ip: str | None,
+        max_devices: int,
+        wait: float,
+    ) -> Minted:
+        """Password grant with per-device revocation: the new family's id is the device
+        id, listed on the user row by the store's ``sign_in`` in the same transaction as
+        the family, its first refresh token and the version check (as :meth:`login`);
+        devices past ``max_devices`` are signed out with their families. Returns once
+        every live node applied the sign-in (at most ``wait`` s), so none refuses the
+        new device's first token with a stale copy of the user's record."""
+        now = utc_now()
+        family_id = new_device_id()
+        token, row = self._mint(user_id, family_id, now)
+        seen: list[User] = []
+
+        def with_the_family(id_values: Sequence[Any], signed_out: Sequence[str]) -> Plan[None]:
+            rows = yield Fetch(select(users).where(users.c.id.in_(list(id_values))))
+            locked = rows[0] if rows else None
+            current = 0 if locked is None else int(locked[LAYOUT.version_column] or 0)
+            if locked is None or locked["disabled_at"] is not None:
+                raise AccountChanged()
+            if current != version and (version, current) != (0, 1):
+                raise AccountChanged()
+            yield Execute(
+                families.insert().values(
+                    id=family_id,
+                    user_id=user_id,
+                    created_at=now,
+                    last_used_at=now,
+                    user_agent=(user_agent or "")[:256] or None,
+                    ip=(ip or "")[:64] or None,
+                    revoked=False,
+                )
+            )
+            yield Execute(refresh_tokens.insert().values(**row))
+            yield Execute(update(users).where(users.c.id == user_id).values(last_login_at=now))
+            if signed_out:
+                yield Execute(
+                    update(families)
+                    .where(families.c.id.in_(list(signed_out)))
+                    .values(revoked=True, revoked_at=now)
+                )
+            seen.append(user_from_row(locked))
+
+        signed_in = store.sign_in(
+            user_id,
+            sid=family_id,
+            max_devices=max_devices,
+            also=with_the_family,
+            wait="all",
+            timeout=wait,
+        )
+        return Minted(Rotated(token, user_id, family_id), seen[0], signed_in.key)
 
     def rotate(self, token: str) -> Minted:
         """Refresh grant: use ``token`` once; a new token of the same family and the key.
@@ -366,6 +435,8 @@ class RefreshStore:
             if claimed.rowcount != 1:
                 raise ReuseDetected(row.user_id, row.family_id)  # rolls back: nothing changed
             key = self._key_of(locked)
+            if key.devices is not None and row.family_id not in key.devices:
+                raise InvalidRefreshToken()  # that device was signed out (or never listed)
             new_token, new_row = self._mint(row.user_id, row.family_id, now)
             conn.execute(refresh_tokens.insert().values(**new_row))
             conn.execute(

@@ -127,7 +127,11 @@ def get_with_key(engine: Engine, user_id: str) -> RowMapping | None:
     """The user's row with its wrapped key: one query that authorizes and verifies."""
     with engine.connect() as conn:
         return (
-            conn.execute(select(*_PUBLIC, users.c.token_secret).where(users.c.id == user_id))
+            conn.execute(
+                select(*_PUBLIC, users.c.token_secret, users.c.token_devices).where(
+                    users.c.id == user_id
+                )
+            )
             .mappings()
             .one_or_none()
         )

@@ -173,6 +173,12 @@ def user_key_from_row(
     text = row[layout.secret_column]
     if text is None:
         return None
+    if layout.devices_column not in row:
+        # Fail closed: a row read without its device list would pass signed-out devices.
+        raise ConfigurationError(
+            f"the users row must include {layout.devices_column!r} (select the whole row, "
+            "or every column of secret_columns())"
+        )
     secret = rv.open_secret(kek_ring, str(row[layout.id_column]), text)
-    devices = row.get(layout.devices_column)
+    devices = row[layout.devices_column]
     return UserKey(secret, None if devices is None else str(devices).split())

@@ -76,6 +76,24 @@ class DeviceRevocation(Protocol):
         ...
 
 
+class StoreDevices:
+    """:class:`DeviceRevocation` through the store's own device tracking (``sign_in`` /
+    ``revoke_device``): the default of ``sjti_devices`` when the store has it, so an app
+    that looks keys up in the kit's store is held to per-device sign-out."""
+
+    def __init__(self, store: Any, issuer: Issuer) -> None:
+        self._store, self._issuer = store, issuer
+        self._sids: dict[tuple[str, str], str] = {}
+
+    def token(self, user: SjtiUser, device: str) -> str:
+        signed_in = self._store.sign_in(user.id)
+        self._sids[user.id, device] = signed_in.sid
+        return self._issuer.issue(user.id, signed_in.key, claims={"sid": signed_in.sid})
+
+    def revoke(self, user: SjtiUser, device: str) -> None:
+        self._store.revoke_device(user.id, self._sids[user.id, device], reason="sjti.testing")
+
+
 def delete_from_memory_store(store: MemorySecretStore) -> Callable[[str], None]:
     """Delete a user from a :class:`~sjti.stores.MemorySecretStore` the way an app's
     delete should: revoke (the store's listeners, i.e. caches, drop the key), then forget

@@ -18,7 +18,7 @@ same name in your ``conftest.py``:
 ``sjti_users``       a :class:`UserFactory`: ``create()``, ``token(user)``, ``revoke(user)``
 ``sjti_revoke``      ``revoke(user)``: every token of the user issued so far is refused
 ``sjti_delete_user`` ``delete(user_id)`` (for the in-memory store; ``None`` otherwise)
-``sjti_devices``     a :class:`DeviceRevocation`, or ``None`` (default): the app has none
+``sjti_devices``     a :class:`DeviceRevocation`: the store's device sign-out by default
 ``sjti_auth``        an :class:`~sjti.Auth` (what ``sjti.configure()`` returns) wired on the
                      kit's keys, store, iss, aud and clock: build your app from it
 ``sjti_kit``         all of the above in one :class:`Kit`, for the attack pack
@@ -257,9 +257,16 @@ def sjti_revoke(sjti_users: UserFactory) -> Callable[[SjtiUser | str], Revocatio
 
 
 @pytest.fixture
-def sjti_devices() -> DeviceRevocation | None:
-    """The app's per-device revocation, or ``None`` (the ``revoked-device`` case skips)."""
-    return None
+def sjti_devices(sjti_store: SecretStore, sjti_issuer: Issuer) -> DeviceRevocation | None:
+    """How the app signs one device out: by default the store's own device tracking
+    (``sign_in`` / ``revoke_device``; an app that looks keys up in ``sjti_store`` honours
+    it), ``None`` for a store without it (the ``revoked-device`` case then skips). Override
+    with your app's own sign-out, or with ``None`` if your app revokes per user only."""
+    if not hasattr(sjti_store, "revoke_device"):
+        return None
+    from ._kit import StoreDevices
+
+    return StoreDevices(sjti_store, sjti_issuer)
 
 
 @pytest.fixture

@@ -23,6 +23,10 @@ from ..users import DuplicateUserError, User, create_user, get_by_name
 router = APIRouter(tags=["users and tokens"])
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# A login answers once every live node has applied its sign-in event (so none refuses the
+# new device's first token), waiting at most this long: a node that lags more refuses the
+# device until it catches up (fail closed), the login itself is not held for it.
+SIGN_IN_WAIT = 1.0
 
 
 def user_out(user: User) -> UserOut:
@@ -144,17 +148,27 @@ def password_grant(
         raise _grant_error(401, "invalid_grant", "invalid username or password")
     password_succeeded(services, ip, name)
     user_id = found.user.id
+    user_agent = request.headers.get("user-agent")
+    settings = services.settings
     try:
-        minted = _with_secret(
-            services,
-            user_id,
-            lambda: services.refresh.login(
+        if settings.session_granularity == "device":
+            minted = services.refresh.login_device(
+                services.store,
                 user_id,
                 found.key_version,
-                user_agent=request.headers.get("user-agent"),
+                user_agent=user_agent,
                 ip=ip,
-            ),
-        )
+                max_devices=settings.max_devices,
+                wait=min(settings.revoke_wait_timeout, SIGN_IN_WAIT),
+            )
+        else:
+            minted = _with_secret(
+                services,
+                user_id,
+                lambda: services.refresh.login(
+                    user_id, found.key_version, user_agent=user_agent, ip=ip
+                ),
+            )
     except AccountChanged:
         # A revocation of this user committed while we checked the password: a token
         # minted now would outlive it. The client simply asks again.
@@ -174,15 +188,25 @@ def refresh_grant(services: Services, response: Response, refresh_token: str) ->
     except NoSecretYet:
         raise _grant_error(400, "invalid_grant", "invalid refresh token") from None
     except ReuseDetected as reuse:
-        # Theft is likely: the family is revoked and the user key rotated (every access
-        # token an attacker got from it ends; other devices simply refresh again), in one
-        # transaction with the audit row and the event.
-        result = services.store.revoke(
-            reuse.user_id,
-            actor="sjti-server",
-            reason=f"refresh token reuse detected in session {reuse.family_id}",
-            also=revoke_family_too(reuse.family_id),
-        )
+        # Theft is likely. With device granularity that device is signed out (its access
+        # tokens end at once, the user's other devices stay); otherwise, or if the
+        # operator chose it, the user key rotates too (every device). One transaction
+        # with the family, the audit row and the event either way.
+        reason = f"refresh token reuse detected in session {reuse.family_id}"
+        also = revoke_family_too(reuse.family_id)
+        settings = services.settings
+        if settings.session_granularity == "device" and not settings.reuse_rotates_key:
+            result = services.store.revoke_device(
+                reuse.user_id, reuse.family_id, actor="sjti-server", reason=reason, also=also
+            )
+            if result.count == 0:  # a session from before devices were tracked
+                result = services.store.revoke(
+                    reuse.user_id, actor="sjti-server", reason=reason, also=also
+                )
+        else:
+            result = services.store.revoke(
+                reuse.user_id, actor="sjti-server", reason=reason, also=also
+            )
         services.revoked(result, "reuse")
         services.metrics.logins.labels("refresh_token", "reuse").inc()
         raise _grant_error(400, "invalid_grant", "refresh token reused; session revoked") from None

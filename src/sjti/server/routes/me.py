@@ -8,7 +8,7 @@ from ...stores.base import RevocationResult
 from ..auth import CurrentPrincipal, ServicesDep
 from ..models import DeviceLogoutOut, SessionOut, UserOut
 from ..services import Services
-from ..sessions import revoke_families_of
+from ..sessions import revoke_families_of, revoke_family_too
 from .auth import user_out
 
 router = APIRouter(tags=["me"])
@@ -61,9 +61,10 @@ def device_logout(
 ) -> DeviceLogoutOut:
     """Log out one device: its refresh tokens stop working at once.
 
-    Its access tokens: with ``SJTI_SESSION_GRANULARITY=session`` they are refused at once;
-    with the default ``user`` granularity they stay valid until they expire (at most
-    ``SJTI_ACCESS_TTL`` seconds); ``POST /logout`` ends them at once, on every device.
+    Its access tokens: with the default ``device`` granularity (and with ``session``) they
+    are refused at once, the other devices stay signed in; with ``user`` granularity they
+    stay valid until they expire (at most ``SJTI_ACCESS_TTL`` seconds; ``POST /logout``
+    ends them at once, on every device).
     """
     if not end_device(services, principal.user.id, session_id):
         raise HTTPException(404, {"error": "not_found", "error_description": "no such session"})
@@ -73,8 +74,26 @@ def device_logout(
 
 
 def end_device(services: Services, user_id: str, session_id: str) -> bool:
-    """Revoke one of the user's device sessions (refresh family); False if not theirs."""
-    if len(session_id) > 64 or not services.refresh.revoke_family(user_id, session_id):
+    """Sign one of the user's devices out; False if it is not theirs (or already out).
+
+    With device granularity its access tokens end at once too (the device leaves the
+    list on the user row, with its refresh family, the audit and the event in one
+    transaction); a session from before devices were tracked only loses its refresh
+    family."""
+    if len(session_id) > 64:
+        return False
+    if services.settings.session_granularity == "device":
+        result = services.store.revoke_device(
+            user_id,
+            session_id,
+            actor=user_id,
+            reason="device sign-out",
+            also=revoke_family_too(session_id),
+        )
+        if result.count:
+            services.revoked(result, "device")
+            return True
+    if not services.refresh.revoke_family(user_id, session_id):
         return False
     services.metrics.revocations.labels("device").inc()
     return True
@@ -82,7 +101,10 @@ def end_device(services: Services, user_id: str, session_id: str) -> bool:
 
 def device_access_tokens_note(services: Services) -> str:
     """What a device logout does to that device's access tokens, per the granularity."""
-    if services.settings.session_granularity == "session":
+    granularity = services.settings.session_granularity
+    if granularity == "device":
+        return "refused from now on (per-device granularity); the other devices stay signed in"
+    if granularity == "session":
         return "refused from now on (per-session granularity)"
     return (
         f"still valid until they expire (at most {services.settings.access_ttl} s): "

@@ -27,11 +27,13 @@ def revoke(
 ) -> dict[str, Any]:
     """RFC 7009. Answers 200 whether or not the token was valid (no oracle).
 
-    * refresh token: its family (that device session) is revoked;
-    * access token: its session's refresh tokens are revoked; with per-user granularity the
-      user key is rotated too (the only way to end an access token early: all of that
-      user's access tokens end, other devices refresh silently); with per-session
-      granularity only that session ends.
+    * with per-device granularity (the default), either token signs its device out: that
+      device's access and refresh tokens end at once, the user's other devices stay;
+    * otherwise a refresh token ends its family (that device session); an access token
+      ends its session's refresh tokens and, with per-user granularity, rotates the user
+      key too (the only way to end an access token early: all of that user's access
+      tokens end, other devices refresh silently); with per-session granularity only that
+      session ends.
 
     Clients are public (no client authentication): holding the token is the authority.
     """
@@ -48,9 +50,23 @@ def _revoke_refresh(services: Services, token: str) -> bool:
     if found is None:
         return False
     user_id, family_id = found
-    services.refresh.revoke_family(user_id, family_id)
-    services.metrics.revocations.labels("rfc7009").inc()
+    if not _end_device(services, user_id, family_id):
+        services.refresh.revoke_family(user_id, family_id)
+        services.metrics.revocations.labels("rfc7009").inc()
     return True
+
+
+def _end_device(services: Services, user_id: str, sid: str) -> bool:
+    """Device granularity: the device signed out (its access and refresh tokens end at
+    once, in one transaction); False if devices are not tracked for it."""
+    if services.settings.session_granularity != "device":
+        return False
+    result = services.store.revoke_device(
+        user_id, sid, actor=user_id, reason="RFC 7009 revocation", also=revoke_family_too(sid)
+    )
+    if result.count:
+        services.revoked(result, "rfc7009")
+    return result.count > 0
 
 
 def _revoke_access(services: Services, token: str) -> bool:
@@ -59,7 +75,9 @@ def _revoke_access(services: Services, token: str) -> bool:
     except TokenError:
         return False
     sid = claims.get("sid")
-    if services.settings.session_granularity == "user":
+    if isinstance(sid, str) and _end_device(services, user.id, sid):
+        return True
+    if services.settings.session_granularity in ("user", "device"):
         # Key rotation and that session's refresh tokens: one transaction.
         also = revoke_family_too(sid) if isinstance(sid, str) else None
         result = services.store.revoke(

@@ -69,8 +69,8 @@ def granularity_words(services: Services) -> dict[str, str]:
     """What each button does to access tokens, in plain words, for this service's
     ``SJTI_SESSION_GRANULARITY``."""
     minutes = max(1, services.settings.access_ttl // 60)
-    per_session = services.settings.session_granularity == "session"
-    if per_session:
+    per_device = services.settings.session_granularity in ("device", "session")
+    if per_device:
         device = "Its refresh token and its access tokens stop working now."
         this = "This browser's refresh and access tokens stop working now."
     else:
