@@ -32,11 +32,12 @@ from sqlalchemy import Connection, Engine, RowMapping, and_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from .._core.binding import UserKey, new_device_id
+from .._core.binding import UserKey, device_id_bytes, new_device_id
 from .._core.codec import b64url_encode
 from .._core.strategies import session as split
 from .._core.wrapping import KekRing
-from ..errors import BackendError, SjtiError
+from ..errors import BackendError, ConfigurationError, SjtiError
+from ..stores._devices import parse_column
 from ..stores._ops import Execute, Fetch, Plan
 from ..stores._revocation import utc_now
 from ..stores.layouts import user_key_from_row
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccountChanged",
+    "DevicesTracked",
     "Family",
     "InvalidRefreshToken",
     "Minted",
@@ -57,6 +59,7 @@ __all__ = [
     "Rotated",
     "SessionEnded",
     "disable_users_too",
+    "end_unlisted_families",
     "revoke_families_of",
     "revoke_family_too",
     "revoke_other_families_too",
@@ -94,6 +97,12 @@ class AccountChanged(Exception):
     """The user's key changed (a revocation) while the password grant ran: retry."""
 
 
+class DevicesTracked(Exception):
+    """The user's devices are tracked (they signed in under ``device`` granularity): a
+    password grant must list its family as a device (:meth:`RefreshStore.login_device`),
+    or the user's own key refuses the tokens it mints."""
+
+
 class SessionEnded(Exception):
     """Raised inside a revocation's transaction (which then rolls back, nothing changed):
     the device session the change was asked from is no longer live, or the password it
@@ -126,6 +135,39 @@ class Minted:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _is_device_id(value: str) -> bool:
+    try:
+        device_id_bytes(value)
+    except ConfigurationError:
+        return False
+    return True
+
+
+def end_unlisted_families(user_ids: Sequence[Any]) -> Plan[None]:
+    """End every live refresh family of these users that their device list does not list.
+
+    The invariant it keeps: once a user's devices are tracked, a live family *is* a listed
+    device. Every change of the list (a device signed out, the oldest dropped at the limit,
+    a key rotation emptying it, the first sign-in of a user whose older sessions are not
+    devices) runs this in its transaction, after the list changed, so a device the list
+    dropped cannot live on as a refresh family: one that cannot refresh (its sid is not
+    listed) yet counts as "still signed in" for the checks that keep a device (``sign out
+    others``, the password change) and would be listed again by them. Users whose devices
+    are not tracked (``token_devices`` NULL) are left alone."""
+    rows = yield Fetch(
+        select(users.c.id, users.c.token_devices).where(
+            users.c.id.in_(list(user_ids)), users.c.token_devices.is_not(None)
+        )
+    )
+    now = utc_now()
+    for row in rows:
+        listed = parse_column(row["token_devices"]) or []
+        condition = [families.c.user_id == row["id"], families.c.revoked.is_(False)]
+        if listed:
+            condition.append(families.c.id.not_in(listed))
+        yield Execute(update(families).where(*condition).values(revoked=True, revoked_at=now))
 
 
 def revoke_families_of(counted: list[int]) -> Any:
@@ -167,15 +209,19 @@ def disable_users_too(counted: list[int]) -> Any:
 
 
 def revoke_family_too(family_id: str) -> Any:
-    """The ``also`` sub-plan for reuse detection: that family, with the key rotation."""
+    """The ``also`` sub-plan that ends one family with the change it rides on: reuse
+    detection (with the key rotation, or with the device sign-out), a device sign-out,
+    RFC 7009. A tracked user's families the change dropped from the device list end with
+    it (a key rotation empties the list: every family; see :func:`end_unlisted_families`)."""
 
-    def plan(_user_ids: Sequence[Any]) -> Plan[None]:
+    def plan(user_ids: Sequence[Any]) -> Plan[None]:
         yield Fetch(
             update(families)
             .where(families.c.id == family_id)
             .values(revoked=True, revoked_at=utc_now())
             .returning(families.c.id)
         )
+        yield from end_unlisted_families(user_ids)
 
     return plan
 
@@ -213,11 +259,13 @@ def revoke_other_families_too(keep: str, counted: list[int]) -> Any:
             .returning(families.c.id)
         )
         counted.append(len(rows))
-        # The rotation emptied a tracked device list: this device stays signed in.
+        # The rotation emptied a tracked device list: this device stays signed in. Only a
+        # device id is listed (a session from before devices has none: it is signed out
+        # with the others rather than written into the list every lookup parses).
         yield Execute(
             update(users)
             .where(users.c.id.in_(list(user_ids)), users.c.token_devices.is_not(None))
-            .values(token_devices=keep)
+            .values(token_devices=keep if _is_device_id(keep) else "")
         )
 
     return plan
@@ -301,7 +349,9 @@ class RefreshStore:
         """Password grant: a new family, its first token, the key; refused with
         :class:`AccountChanged` if the key version moved since the password was checked
         (a revocation committed while the request ran). The one move allowed is 0 -> 1:
-        the user's first key being created (a revocation needs an existing key)."""
+        the user's first key being created (a revocation needs an existing key).
+        :class:`DevicesTracked` (nothing changed) if the user's devices are tracked: their
+        key refuses a family it does not list, so the caller uses :meth:`login_device`."""
         now = utc_now()
         family_id = new_device_id()
         token, row = self._mint(user_id, family_id, now)
@@ -310,6 +360,8 @@ class RefreshStore:
             if locked is None or locked["disabled_at"] is not None:
                 raise AccountChanged()
             key = self._key_of(locked)
+            if key.devices is not None:
+                raise DevicesTracked()  # rolls back: the caller signs the device in
             current = int(locked[LAYOUT.version_column] or 0)
             if current != version and (version, current) != (0, 1):
                 raise AccountChanged()
@@ -351,7 +403,7 @@ class RefreshStore:
         token, row = self._mint(user_id, family_id, now)
         seen: list[User] = []
 
-        def with_the_family(id_values: Sequence[Any], signed_out: Sequence[str]) -> Plan[None]:
+        def with_the_family(id_values: Sequence[Any], _signed_out: Sequence[str]) -> Plan[None]:
             rows = yield Fetch(select(users).where(users.c.id.in_(list(id_values))))
             locked = rows[0] if rows else None
             current = 0 if locked is None else int(locked[LAYOUT.version_column] or 0)
@@ -372,12 +424,10 @@ class RefreshStore:
             )
             yield Execute(refresh_tokens.insert().values(**row))
             yield Execute(update(users).where(users.c.id == user_id).values(last_login_at=now))
-            if signed_out:
-                yield Execute(
-                    update(families)
-                    .where(families.c.id.in_(list(signed_out)))
-                    .values(revoked=True, revoked_at=now)
-                )
+            # The devices past the limit end with their families; so do the user's sessions
+            # from before devices were tracked (their sid is listed nowhere) at the first
+            # device sign-in.
+            yield from end_unlisted_families(id_values)
             seen.append(user_from_row(locked))
 
         signed_in = store.sign_in(

@@ -12,6 +12,7 @@ from ..models import NewUser, TokenOut, UserOut
 from ..services import Services
 from ..sessions import (
     AccountChanged,
+    DevicesTracked,
     InvalidRefreshToken,
     Minted,
     NoSecretYet,
@@ -150,25 +151,34 @@ def password_grant(
     user_id = found.user.id
     user_agent = request.headers.get("user-agent")
     settings = services.settings
+
+    def login_device() -> Minted:
+        return services.refresh.login_device(
+            services.store,
+            user_id,
+            found.key_version,
+            user_agent=user_agent,
+            ip=ip,
+            max_devices=settings.max_devices,
+            wait=min(settings.revoke_wait_timeout, SIGN_IN_WAIT),
+        )
+
     try:
         if settings.session_granularity == "device":
-            minted = services.refresh.login_device(
-                services.store,
-                user_id,
-                found.key_version,
-                user_agent=user_agent,
-                ip=ip,
-                max_devices=settings.max_devices,
-                wait=min(settings.revoke_wait_timeout, SIGN_IN_WAIT),
-            )
+            minted = login_device()
         else:
-            minted = _with_secret(
-                services,
-                user_id,
-                lambda: services.refresh.login(
-                    user_id, found.key_version, user_agent=user_agent, ip=ip
-                ),
-            )
+            try:
+                minted = _with_secret(
+                    services,
+                    user_id,
+                    lambda: services.refresh.login(
+                        user_id, found.key_version, user_agent=user_agent, ip=ip
+                    ),
+                )
+            except DevicesTracked:
+                # Signed in under device granularity before: the user's key lists devices
+                # and refuses any other, whatever this service's granularity now is.
+                minted = login_device()
     except AccountChanged:
         # A revocation of this user committed while we checked the password: a token
         # minted now would outlive it. The client simply asks again.
