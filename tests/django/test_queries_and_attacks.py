@@ -128,6 +128,12 @@ def test_drf_endpoint_refuses_every_attack(sjti_attack: AttackCase, client: Any)
     sjti_attack.check(lambda token: client.get("/api/me", **bearer(token)))
 
 
+def test_stateless_endpoint_refuses_every_attack(sjti_attack: AttackCase, client: Any) -> None:
+    """The same pack against /api/me-stateless (the key through the cache): a signed-out
+    device is refused there too (the record the cache holds carries the device list)."""
+    sjti_attack.check(lambda token: client.get("/api/me-stateless", **bearer(token)))
+
+
 def test_admin_revoke_action_previews_then_revokes(
     make_user: Any, login: Any, client: Any, admin_client: Any
 ) -> None:

@@ -39,6 +39,7 @@ from ..errors import (
     UnwrapError,
 )
 from ..settings import Settings
+from ..stores._devices import DEFAULT_MAX_DEVICES
 from ..stores.base import SecretStore
 from ..tokens import BoundaryVerifier, Issuer, system_clock
 from ._keys_cmds import CliError, cli_errors, console, err_console, load_jwks, load_key_file
@@ -120,6 +121,7 @@ def issue_token(
     audience: str,
     ttl: int,
     claims: Mapping[str, Any] | None = None,
+    max_devices: int = DEFAULT_MAX_DEVICES,
 ) -> str:
     """A token for ``subject`` bound to its key in ``store`` (created on first use)."""
     if not subject:
@@ -132,7 +134,7 @@ def issue_token(
     if key.devices is not None and sign_in is not None:
         # The user's devices are tracked: a token without a listed sid would be refused,
         # so the CLI signs in a device of its own (sign it out like any other).
-        signed_in = sign_in(subject)
+        signed_in = sign_in(subject, max_devices=max_devices)
         return signer.issue(subject, signed_in.key, claims={**(claims or {}), "sid": signed_in.sid})
     return signer.issue(subject, key, claims=claims)
 
@@ -320,6 +322,7 @@ def token_issue(
                 audience=settings.audience,
                 ttl=lifetime,
                 claims=extra,
+                max_devices=settings.max_devices,
             )
         _, claims = decode_unverified(token)
     if as_json:

@@ -34,10 +34,12 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from .._core.binding import devices_record
 from .._core.claims import Claims
 from ..cache import CachedKeys
 from ..errors import BackendError, MalformedTokenError, RevokedTokenError, SecretError, TokenError
 from ..legacy import is_legacy
+from ..stores._devices import parse_column
 from ..stores._revocation import open_secret
 from ..tokens import UserVerifier
 from . import keys
@@ -204,10 +206,18 @@ class _OrmSource:
         if pk is None:
             return None
         model = secret_model(rt.options)
-        text = model._default_manager.filter(pk=pk).values_list("token_secret", flat=True).first()
-        if text is None:
+        # The key record: the secret AND the device list, in one read (a record without
+        # the list would accept a signed-out device).
+        row = (
+            model._default_manager.filter(pk=pk)
+            .values_list("token_secret", "token_devices")
+            .first()
+        )
+        if row is None or row[0] is None:
             return None
-        return open_secret(rt.auth.kek_ring, user_id, text)
+        secret = open_secret(rt.auth.kek_ring, user_id, row[0])
+        devices = parse_column(row[1])
+        return secret if devices is None else devices_record(secret, devices)
 
 
 _keys_lock = threading.Lock()
