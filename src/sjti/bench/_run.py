@@ -8,6 +8,7 @@ from typing import Any, Final, Literal
 
 from ._backends import measure_outage, measure_revocation, open_backends
 from ._cases import CaseError, build_cases, make_fixture, precheck
+from ._devices import device_cases, device_measures
 from ._result import BenchResult, Measure, Row, compute_ratios, library_versions, machine_info
 from ._timing import measure
 
@@ -77,7 +78,7 @@ def run(
         backends = open_backends(
             fx, stack, postgres_url=postgres_url, redis_url=redis_url, notes=backend_notes
         )
-        cases, notes = build_cases(fx, backends.cases)
+        cases, notes = build_cases(fx, [*backends.cases, *device_cases(fx)])
         notes.extend(backend_notes)
         timed = []
         for case in cases:
@@ -98,7 +99,7 @@ def run(
         )
 
         # Not a per-op timing: measured once, after the loop, outside the interleaving.
-        measures: tuple[Measure, ...] = ()
+        measures: tuple[Measure, ...] = device_measures()
         propagation: dict[str, Any] | None = None
         acknowledgement: dict[str, Any] | None = None
         catchup: dict[str, Any] | None = None
