@@ -106,9 +106,7 @@ class Auth:
         token = self.issuer.issue(user_id, signed_in.key, claims=bound)
         return SignedIn(token, signed_in.sid, signed_in.signed_out)
 
-    def revoke_device(
-        self, user_id: str, sid: str, *, actor: str, reason: str
-    ) -> RevocationResult:
+    def revoke_device(self, user_id: str, sid: str, *, actor: str, reason: str) -> RevocationResult:
         """Sign one device out: its tokens are refused at once on every node; the user's
         other devices stay signed in (``count == 0``: that device was not signed in)."""
         return self.store.revoke_device(user_id, sid, actor=actor, reason=reason)
@@ -219,9 +217,7 @@ def configure(
 _Parts = tuple["MemorySecretStore | SqlSecretStore", "KeyCache", "Bus | None", "Engine | None"]
 
 
-def _memory(
-    settings: Settings, material: KeyMaterial, given: MemorySecretStore | None
-) -> _Parts:
+def _memory(settings: Settings, material: KeyMaterial, given: MemorySecretStore | None) -> _Parts:
     """One process, so the store's own listener keeps a trusted cache exact."""
     from .cache import KeyCache
     from .stores.memory import MemorySecretStore
