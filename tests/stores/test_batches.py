@@ -229,3 +229,19 @@ def test_wrap_texts_seals_fresh_or_given_keys_like_wrap(ring: KekRing) -> None:
         ring.wrap_texts(["a", "b"], given[:1])
     with pytest.raises(InvalidKeyError):
         ring.wrap_texts(["a"], [b"short"])
+
+
+def test_a_sqlite_without_update_from_is_refused_up_front(
+    ring: KekRing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rotations need UPDATE ... FROM (SQLite 3.33): an older library is a clear
+    configuration error when the store is built, never a failed revocation later."""
+    import sqlite3
+
+    from sjti.errors import ConfigurationError
+    from sjti.stores.layouts import OwnedTable
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    with pytest.raises(ConfigurationError, match="SQLite 3.33.0 or newer"):
+        st.build_context("sqlite", ring, OwnedTable(), None, None, lambda: datetime.now(UTC))
+    assert st.build_context("postgresql", ring, OwnedTable(), None, None, datetime.now).ring is ring

@@ -6,6 +6,7 @@ Callers never contribute SQL text; cohort criteria become bound SQLAlchemy expre
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ ID_CHUNK: Final = 1000
 ROTATE_BATCH: Final = 1000
 _ADVISORY_LOCK_KEY: Final = 0x736A7469  # "sjti": serialises sjti migrations in one database
 _DIALECTS: Final = frozenset({"sqlite", "postgresql"})
+_SQLITE_MIN: Final = (3, 33, 0)  # UPDATE ... FROM (2020); json_each is built in since 3.38
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,12 @@ def build_context(
 ) -> Context:
     if dialect not in _DIALECTS:
         raise ConfigurationError(f"sjti SQL stores support SQLite and PostgreSQL, not {dialect}")
+    if dialect == "sqlite" and sqlite3.sqlite_version_info < _SQLITE_MIN:
+        # Rotations are one UPDATE ... FROM json_each(...) per round (see bulk_update).
+        raise ConfigurationError(
+            f"sjti needs SQLite {'.'.join(map(str, _SQLITE_MIN))} or newer "
+            f"(UPDATE ... FROM), this Python has {sqlite3.sqlite_version}"
+        )
     if not isinstance(ring, KekRing):
         raise ConfigurationError("the store needs a KekRing")
     if not isinstance(layout, OwnedTable | AppUsersTable):
