@@ -242,6 +242,6 @@ def test_a_sqlite_without_update_from_is_refused_up_front(
     from sjti.stores.layouts import OwnedTable
 
     monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
-    with pytest.raises(ConfigurationError, match="SQLite 3.33.0 or newer"):
+    with pytest.raises(ConfigurationError, match=r"SQLite 3\.33\.0 or newer"):
         st.build_context("sqlite", ring, OwnedTable(), None, None, lambda: datetime.now(UTC))
     assert st.build_context("postgresql", ring, OwnedTable(), None, None, datetime.now).ring is ring
