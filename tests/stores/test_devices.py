@@ -145,3 +145,15 @@ async def test_an_app_table_user_must_exist(harness: Harness) -> None:
         pytest.skip("the owned table creates its rows")
     with pytest.raises(UnknownUserError):
         await harness.store.sign_in("404")  # type: ignore[attr-defined]
+
+
+async def test_forgetting_deleted_users_tells_caches_and_audits(harness: Harness) -> None:
+    """An application deletes a user: forget() drops the user from every cache now."""
+    harness.add_user("5")
+    await harness.store.ensure("5")
+    heard: list[Any] = []
+    harness.store.add_listener(heard.append)
+    result = await harness.store.forget(["5"], actor="app", reason="user deleted")  # type: ignore[attr-defined]
+    assert (result.count, [list(ids) for ids in heard]) == (1, [["5"]])
+    [record] = await harness.store.audit_log(limit=1)
+    assert (record.kind, record.reason) == ("deleted", "user deleted")

@@ -1,4 +1,5 @@
-"""Revocation on a password change and on deactivation (``is_active`` set to False).
+"""Revocation on a password change and on deactivation (``is_active`` set to False);
+caches told when a user is deleted.
 
 ``pre_save`` notes what changed (``set_password`` leaves ``user._password`` set until the
 save; ``is_active`` is compared with the stored value only when it is now False);
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import post_delete, post_save, pre_save
 
 __all__ = ["connect"]
 
@@ -53,7 +54,29 @@ def _revoke_changed(
     revoke([instance.pk], actor="django:signal", reason=reason, using=_kwargs.get("using"))
 
 
+def _forget_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """A deleted user's cached key must not outlive the row: every node drops it (an
+    event, after the delete commits; at once in autocommit)."""
+    if instance.pk is None:
+        return
+    from django.db import transaction
+
+    from ._runtime import runtime
+
+    user_id = str(instance.pk)
+    alias = kwargs.get("using") or runtime().options.database_alias
+
+    def forget() -> None:
+        runtime().store.forget([user_id], actor="django:signal", reason="user deleted")
+
+    if transaction.get_connection(alias).in_atomic_block:
+        transaction.on_commit(forget, using=alias, robust=False)
+    else:
+        forget()
+
+
 def connect() -> None:
     user = get_user_model()
     pre_save.connect(_note_changes, sender=user, dispatch_uid="sjti.django.note")
     post_save.connect(_revoke_changed, sender=user, dispatch_uid="sjti.django.revoke")
+    post_delete.connect(_forget_deleted, sender=user, dispatch_uid="sjti.django.forget")

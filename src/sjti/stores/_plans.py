@@ -48,6 +48,7 @@ __all__ = [
     "describe_rewrap",
     "devices_of",
     "ensure",
+    "forget",
     "open_found",
     "preview_batches",
     "revoke",
@@ -229,6 +230,39 @@ def revoke_device(
             ctx, kind="device", user_ids=[user_id], count=1, audit_id=audit_id, now=now
         )
         result = rv.result_for([user_id], dry_run=False, audit_id=audit_id)
+        return dataclasses.replace(result, event_id=event_id)
+
+    return _write(ctx, plan())
+
+
+def forget(
+    ctx: st.Context, user_ids: Sequence[str], *, actor: str | None, reason: str | None
+) -> Job[RevocationResult]:
+    """Users deleted by the application (their rows are gone): an audit row and an event
+    listing them, so every node drops them from its cache now rather than at the entry's
+    age. Nothing to rotate: a deleted user's key no longer exists."""
+    ids = sorted(set(user_ids))
+
+    def plan() -> Plan[RevocationResult]:
+        if not ids:
+            return rv.result_for((), dry_run=False, audit_id=None)
+        now = ctx.clock()
+        audit_rows = yield Fetch(
+            st.insert_audit(
+                ctx,
+                at=now,
+                actor=actor,
+                reason=reason,
+                kind="deleted",
+                count=len(ids),
+                detail=rv.describe_ids(len(ids)),
+            )
+        )
+        audit_id = int(audit_rows[0]["id"])
+        event_id = yield from log.append(
+            ctx, kind="deleted", user_ids=rv.listed(ids), count=len(ids), audit_id=audit_id, now=now
+        )
+        result = rv.result_for(ids, dry_run=False, audit_id=audit_id)
         return dataclasses.replace(result, event_id=event_id)
 
     return _write(ctx, plan())

@@ -133,6 +133,21 @@ class MemorySecretStore:
         rv.announce(self._listeners, (), result, "device")
         return result
 
+    def forget(
+        self, user_ids: Iterable[str], *, actor: str | None = None, reason: str | None = None
+    ) -> RevocationResult:
+        """Users the application deleted: their keys are dropped and caches told (audited)."""
+        with self._lock:
+            ids = sorted({uid for uid in user_ids if uid in self._users})
+            for uid in ids:
+                del self._users[uid]
+            if not ids:
+                return rv.result_for([], dry_run=False, audit_id=None)
+            record = self._audit_row(actor, reason, "deleted", len(ids), rv.describe_ids(len(ids)))
+        result = rv.result_for(ids, dry_run=False, audit_id=record.id)
+        rv.announce(self._listeners, (), result, "deleted")
+        return result
+
     def devices(self, user_id: str) -> list[str] | None:
         """The user's signed-in devices, oldest first (``None``: devices not tracked)."""
         with self._lock:
@@ -361,6 +376,9 @@ class SyncStoreAsAsync:
 
     async def devices(self, user_id: str) -> list[str] | None:
         return cast("list[str] | None", self._devices().devices(user_id))
+
+    async def forget(self, user_ids: Iterable[str], **options: Any) -> RevocationResult:
+        return cast(RevocationResult, self._devices().forget(user_ids, **options))
 
     def _devices(self) -> Any:
         if not hasattr(self.sync, "sign_in"):

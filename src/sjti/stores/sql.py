@@ -206,6 +206,21 @@ class SqlSecretStore:
         job = plans.revoke_device(self._ctx, user_id, sid, actor=actor, reason=reason, also=also)
         return self._revoked(job, "device", wait, timeout)
 
+    def forget(
+        self,
+        user_ids: Iterable[str],
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        wait: Wait = None,
+        timeout: float = DEFAULT_WAIT,
+    ) -> RevocationResult:
+        """Users the application deleted: every node drops them from its cache now (an
+        event, audited), instead of serving their cached key until the entry ages out.
+        Call it after the delete committed."""
+        job = plans.forget(self._ctx, list(user_ids), actor=actor, reason=reason)
+        return self._revoked(job, "deleted", wait, timeout)
+
     def devices(self, user_id: str) -> list[str] | None:
         """The user's signed-in devices, oldest first (``None``: devices not tracked)."""
         return self._run(plans.devices_of(self._ctx, user_id))
