@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
+from typing import Annotated, Literal
 
+import typer
+
+from .._typer import run_typer
 from ._backends import DEFAULT_POSTGRES_URL, DEFAULT_REDIS_URL, POSTGRES_ENV, REDIS_ENV, redact
 from ._cases import CaseError
 from ._report import render, render_markdown
@@ -15,113 +18,138 @@ from ._run import BULK, FULL, QUICK, REVOCATIONS, run
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sjti bench",
-        description=(
-            "Time sjti against PyJWT, joserfc, Authlib and python-jose on the same token, "
-            "interleaved in one process, next to hand-written floors."
+_POSTGRES_DEFAULT = os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL)
+_REDIS_DEFAULT = os.environ.get(REDIS_ENV, DEFAULT_REDIS_URL)
+_SERVICES = "services"
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command(
+    help=(
+        "Time sjti against PyJWT, joserfc, Authlib and python-jose on the same token, "
+        "interleaved in one process, next to hand-written floors. PostgreSQL adds the "
+        "store rows (in a scratch database the bench creates and drops); PostgreSQL and "
+        "Redis together add revocation across three node processes (propagation, and "
+        "revoke with wait=all until every node acknowledged). The catch-up after a bus "
+        "outage runs on them too, else on SQLite. A service that does not answer is "
+        "skipped with a note."
+    )
+)
+def bench(
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick",
+            help=f"A fast, noisier run ({QUICK[0]} rounds of {QUICK[1]:g} ms; "
+            f"default {FULL[0]} rounds of {FULL[1]:g} ms).",
         ),
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"a fast, noisier run ({QUICK[0]} rounds of {QUICK[1]:g} ms; "
-        f"default {FULL[0]} rounds of {FULL[1]:g} ms)",
-    )
-    parser.add_argument(
-        "--json", metavar="PATH", help="also write the results as JSON to PATH ('-' for stdout)"
-    )
-    parser.add_argument(
-        "--markdown", metavar="PATH", help="also write the report as a Markdown page to PATH"
-    )
-    parser.add_argument(
-        "--check", action="store_true", help="exit with status 1 when a target is missed"
-    )
-    parser.add_argument("--plain", action="store_true", help="plain text even if rich is installed")
-    parser.add_argument("--rounds", type=int, metavar="N", help="rounds (overrides the preset)")
-    parser.add_argument(
-        "--target-ms", type=float, metavar="MS", help="time per case per round (overrides)"
-    )
-    parser.add_argument(
-        "--stat",
-        choices=("median", "min"),
-        default="median",
-        help="how rounds become one ns/op (default: median)",
-    )
-    services = parser.add_argument_group(
-        "services",
-        "PostgreSQL adds sjti.verify_full_postgres.HS256 (in a scratch database the bench "
-        "creates and drops); PostgreSQL and Redis together add revocation across three node "
-        "processes (propagation, and revoke with wait=all until every node acknowledged). "
-        "The catch-up after a bus outage runs on them too, else on SQLite. A service that "
-        "does not answer is skipped with a note.",
-    )
-    postgres_default = os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL)
-    redis_default = os.environ.get(REDIS_ENV, DEFAULT_REDIS_URL)
-    services.add_argument(
-        "--postgres-url",
-        metavar="URL",
-        default=postgres_default,
-        help=f"PostgreSQL server (env {POSTGRES_ENV}; now {redact(postgres_default)})",
-    )
-    services.add_argument(
-        "--redis-url",
-        metavar="URL",
-        default=redis_default,
-        help=f"Redis server (env {REDIS_ENV}; now {redact(redis_default)})",
-    )
-    services.add_argument(
-        "--no-services", action="store_true", help="skip everything that needs PostgreSQL or Redis"
-    )
-    services.add_argument(
-        "--revocations",
-        type=int,
-        metavar="N",
-        help=f"revocations timed across nodes, plain and acknowledged (default "
-        f"{REVOCATIONS[1]}, {REVOCATIONS[0]} with --quick)",
-    )
-    parser.add_argument(
-        "--bulk-users",
-        type=int,
-        metavar="N",
-        help=f"users in the bulk revocation (default {BULK[1]:,}, {BULK[0]:,} with --quick; "
-        "0 leaves it out)",
-    )
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the bench, print the table, write JSON if asked; 1 on a refused case or ``--check``."""
-    args = _parser().parse_args(argv)
+    ] = False,
+    json_path: Annotated[
+        str | None,
+        typer.Option(
+            "--json", metavar="PATH", help="Also write the results as JSON to PATH ('-': stdout)."
+        ),
+    ] = None,
+    markdown: Annotated[
+        str | None,
+        typer.Option(metavar="PATH", help="Also write the report as a Markdown page to PATH."),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit with status 1 when a target is missed.")
+    ] = False,
+    plain: Annotated[
+        bool, typer.Option("--plain", help="Plain text even if rich is installed.")
+    ] = False,
+    rounds: Annotated[
+        int | None, typer.Option(metavar="N", help="Rounds (overrides the preset).")
+    ] = None,
+    target_ms: Annotated[
+        float | None, typer.Option(metavar="MS", help="Time per case per round (overrides).")
+    ] = None,
+    stat: Annotated[
+        str, typer.Option(help="How rounds become one ns/op: median or min.")
+    ] = "median",
+    postgres_url: Annotated[
+        str,
+        typer.Option(
+            metavar="URL",
+            help=f"PostgreSQL server (env {POSTGRES_ENV}; now {redact(_POSTGRES_DEFAULT)}).",
+            show_default=False,
+            rich_help_panel=_SERVICES,
+        ),
+    ] = _POSTGRES_DEFAULT,
+    redis_url: Annotated[
+        str,
+        typer.Option(
+            metavar="URL",
+            help=f"Redis server (env {REDIS_ENV}; now {redact(_REDIS_DEFAULT)}).",
+            show_default=False,
+            rich_help_panel=_SERVICES,
+        ),
+    ] = _REDIS_DEFAULT,
+    no_services: Annotated[
+        bool,
+        typer.Option(
+            "--no-services",
+            help="Skip everything that needs PostgreSQL or Redis.",
+            rich_help_panel=_SERVICES,
+        ),
+    ] = False,
+    revocations: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help=f"Revocations timed across nodes, plain and acknowledged (default "
+            f"{REVOCATIONS[1]}, {REVOCATIONS[0]} with --quick).",
+            rich_help_panel=_SERVICES,
+        ),
+    ] = None,
+    bulk_users: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help=f"Users in the bulk revocation (default {BULK[1]:,}, {BULK[0]:,} with "
+            "--quick; 0 leaves it out).",
+        ),
+    ] = None,
+) -> None:
+    """Run the bench, print the table, write JSON if asked; 1 on a refused case or --check."""
+    if stat not in ("median", "min"):
+        raise typer.BadParameter("median or min", param_hint="--stat")
+    chosen: Literal["median", "min"] = "median" if stat == "median" else "min"
     try:
         result = run(
-            args.quick,
-            rounds=args.rounds,
-            target_ms=args.target_ms,
-            stat=args.stat,
-            postgres_url=None if args.no_services else args.postgres_url,
-            redis_url=None if args.no_services else args.redis_url,
-            revocations=args.revocations,
-            bulk_users=args.bulk_users,
+            quick,
+            rounds=rounds,
+            target_ms=target_ms,
+            stat=chosen,
+            postgres_url=None if no_services else postgres_url,
+            redis_url=None if no_services else redis_url,
+            revocations=revocations,
+            bulk_users=bulk_users,
         )
     except (CaseError, ValueError) as exc:
         print(f"sjti bench: {exc}", file=sys.stderr)
-        return 1
+        raise typer.Exit(1) from None
     # Keep stdout pure JSON when the JSON goes there.
-    render(result, sys.stderr if args.json == "-" else sys.stdout, plain=args.plain)
-    if args.json:
+    render(result, sys.stderr if json_path == "-" else sys.stdout, plain=plain)
+    if json_path:
         document = json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n"
-        if args.json == "-":
+        if json_path == "-":
             sys.stdout.write(document)
         else:
-            with open(args.json, "w", encoding="utf-8") as out:
+            with open(json_path, "w", encoding="utf-8") as out:
                 out.write(document)
-    if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as page:
+    if markdown:
+        with open(markdown, "w", encoding="utf-8") as page:
             page.write(render_markdown(result))
-    if args.check and result.missed:
+    if check and result.missed:
         names = ", ".join(r.name for r in result.missed)
         print(f"sjti bench: target missed: {names}", file=sys.stderr)
-        return 1
-    return 0
+        raise typer.Exit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``sjti bench`` as a function: the exit code (2 for a usage error)."""
+    return run_typer(app, argv, prog="sjti bench")
