@@ -86,7 +86,20 @@ def test_db_upgrade_with_a_bad_url_is_exit_1_without_traceback() -> None:
 
 def test_compare_command_reaches_the_harness() -> None:
     """`sjti compare` passes its options through: --json gives the machine-readable cells."""
-    result = runner.invoke(app, ["compare", "--quick", "--json", "--no-write"])
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            "--quick",
+            "--sqlite-only",
+            "--users",
+            "20",
+            "--tokens",
+            "1",
+            "--json",
+            "--no-write",
+        ],
+    )
     assert result.exit_code == 0, result.output
     cells = json.loads(result.output[result.output.index("{") :])["cells"]
     strategies = {cell["strategy"] for cell in cells}
