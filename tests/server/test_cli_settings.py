@@ -97,6 +97,9 @@ def test_cli_operates_a_postgresql_service_from_the_environment(
 ) -> None:
     server = Server(tmp_path, {"SJTI_DATABASE_URL": own_postgres_database})
     try:
-        operate(server, "pg-kim")
+        operate(server, "pg-kim")  # asserts each step
     finally:
         server.stop()
+    # The service and every CLI call used PostgreSQL: no SQLite default file appeared.
+    assert not (tmp_path / "sjti.db").exists()
+    assert (tmp_path / "sjti-keys.json").exists()

@@ -108,20 +108,60 @@ def ensure(ctx: st.Context, user_id: str) -> Job[bytes]:
     """
 
     def plan() -> Plan[bytes]:
-        id_value = st.coerce_id(ctx.target, user_id)
-        if id_value is None:
-            raise UnknownUserError()
-        wrapped, now = rv.new_wrapped(ctx.ring, user_id), ctx.clock()
-        if ctx.target.owned:
-            yield Execute(st.insert_secret_if_absent(ctx, id_value, wrapped, now))
-        else:
-            yield Execute(st.set_secret_if_null(ctx, id_value, wrapped, now))
-        secret = _open(ctx, user_id, (yield Fetch(st.select_secret(ctx, id_value))))
-        if secret is None:  # the app table has no such user: sjti never creates users
-            raise UnknownUserError()
-        return secret
+        *_, record = yield from _key_made(ctx, user_id, lock=False)
+        return record
 
     return _write(ctx, plan())
+
+
+def _key_made(ctx: st.Context, user_id: str, *, lock: bool) -> Plan[tuple[Any, Rows, bytes]]:
+    """Inside a write: the user's key made if absent (the first writer wins), then its row
+    read (``lock``: for update) -> (id as stored, rows, key record)."""
+    id_value = st.coerce_id(ctx.target, user_id)
+    if id_value is None:
+        raise UnknownUserError()
+    wrapped, now = rv.new_wrapped(ctx.ring, user_id), ctx.clock()
+    if ctx.target.owned:
+        yield Execute(st.insert_secret_if_absent(ctx, id_value, wrapped, now))
+    else:
+        yield Execute(st.set_secret_if_null(ctx, id_value, wrapped, now))
+    rows = yield Fetch(st.select_secret(ctx, id_value, lock=lock))
+    record = _open(ctx, user_id, rows)
+    if record is None:  # the app table has no such user: sjti never creates users
+        raise UnknownUserError()
+    return id_value, rows, record
+
+
+def _logged(
+    ctx: st.Context,
+    ids: Sequence[str],
+    *,
+    kind: str,
+    audit: tuple[str, str | None, str | None, str] | None,
+    now: Any,
+) -> Plan[RevocationResult]:
+    """The audit row (``(kind, actor, reason, detail)``; ``None``: none) and the event row
+    (``kind``) of a change to ``ids``; the result that says so. Last in a write."""
+    audit_id = None
+    if audit is not None:
+        audit_kind, actor, reason, detail = audit
+        rows = yield Fetch(
+            st.insert_audit(
+                ctx,
+                at=now,
+                actor=actor,
+                reason=reason,
+                kind=audit_kind,
+                count=len(ids),
+                detail=detail,
+            )
+        )
+        audit_id = int(rows[0]["id"])
+    event_id = yield from log.append(
+        ctx, kind=kind, user_ids=rv.listed(ids), count=len(ids), audit_id=audit_id, now=now
+    )
+    result = rv.result_for(ids, dry_run=False, audit_id=audit_id)
+    return dataclasses.replace(result, event_id=event_id)
 
 
 # Statements a caller adds to a sign-in's transaction, given the user's id (as the id
@@ -145,43 +185,28 @@ def sign_in(
     device_id_bytes(sid)
 
     def plan() -> Plan[tuple[DeviceSignIn, RevocationResult]]:
-        id_value = st.coerce_id(ctx.target, user_id)
-        if id_value is None:
-            raise UnknownUserError()
-        wrapped, now = rv.new_wrapped(ctx.ring, user_id), ctx.clock()
-        if ctx.target.owned:
-            yield Execute(st.insert_secret_if_absent(ctx, id_value, wrapped, now))
-        else:
-            yield Execute(st.set_secret_if_null(ctx, id_value, wrapped, now))
-        rows = yield Fetch(st.select_secret(ctx, id_value, lock=True))
-        record = _open(ctx, user_id, rows)
-        if record is None:  # the app table has no such user: sjti never creates users
-            raise UnknownUserError()
+        id_value, rows, record = yield from _key_made(ctx, user_id, lock=True)
         change = devs.sign_in(devs.parse_column(rows[0]["devices"]), sid, max_devices)
         yield Execute(st.set_devices(ctx, id_value, devs.column_text(change.devices)))
         if also is not None:
             yield from also([id_value], change.signed_out)
-        audit_id = None
-        if change.signed_out:
-            audit_rows = yield Fetch(
-                st.insert_audit(
-                    ctx,
-                    at=now,
-                    actor=None,
-                    reason="device limit",
-                    kind="device",
-                    count=1,
-                    detail=devs.describe_limit(user_id, len(change.signed_out)),
-                )
-            )
-            audit_id = int(audit_rows[0]["id"])
-        event_id = yield from log.append(
-            ctx, kind="sign_in", user_ids=[user_id], count=1, audit_id=audit_id, now=now
+        # Audited only when the limit signed devices out; the event always (caches must
+        # learn the new device). Its audit row, if any, is kind "device".
+        limit = (
+            "device",
+            None,
+            "device limit",
+            devs.describe_limit(user_id, len(change.signed_out)),
+        )
+        result = yield from _logged(
+            ctx,
+            [user_id],
+            kind="sign_in",
+            audit=limit if change.signed_out else None,
+            now=ctx.clock(),
         )
         key = UserKey(record[:USER_KEY_SIZE], change.devices)
-        result = rv.result_for([user_id], dry_run=False, audit_id=audit_id)
-        signed_in = DeviceSignIn(sid, key, change.signed_out, event_id=event_id)
-        return signed_in, dataclasses.replace(result, event_id=event_id)
+        return DeviceSignIn(sid, key, change.signed_out, event_id=result.event_id), result
 
     return _write(ctx, plan())
 
@@ -213,24 +238,8 @@ def revoke_device(
         yield Execute(st.set_devices(ctx, id_value, devs.column_text(change.devices)))
         if also is not None:
             yield from also([id_value])
-        now = ctx.clock()
-        audit_rows = yield Fetch(
-            st.insert_audit(
-                ctx,
-                at=now,
-                actor=actor,
-                reason=reason,
-                kind="device",
-                count=1,
-                detail=devs.describe_device(user_id, sid),
-            )
-        )
-        audit_id = int(audit_rows[0]["id"])
-        event_id = yield from log.append(
-            ctx, kind="device", user_ids=[user_id], count=1, audit_id=audit_id, now=now
-        )
-        result = rv.result_for([user_id], dry_run=False, audit_id=audit_id)
-        return dataclasses.replace(result, event_id=event_id)
+        audit = ("device", actor, reason, devs.describe_device(user_id, sid))
+        return (yield from _logged(ctx, [user_id], kind="device", audit=audit, now=ctx.clock()))
 
     return _write(ctx, plan())
 
@@ -246,24 +255,8 @@ def forget(
     def plan() -> Plan[RevocationResult]:
         if not ids:
             return rv.result_for((), dry_run=False, audit_id=None)
-        now = ctx.clock()
-        audit_rows = yield Fetch(
-            st.insert_audit(
-                ctx,
-                at=now,
-                actor=actor,
-                reason=reason,
-                kind="deleted",
-                count=len(ids),
-                detail=rv.describe_ids(len(ids)),
-            )
-        )
-        audit_id = int(audit_rows[0]["id"])
-        event_id = yield from log.append(
-            ctx, kind="deleted", user_ids=rv.listed(ids), count=len(ids), audit_id=audit_id, now=now
-        )
-        result = rv.result_for(ids, dry_run=False, audit_id=audit_id)
-        return dataclasses.replace(result, event_id=event_id)
+        audit = ("deleted", actor, reason, rv.describe_ids(len(ids)))
+        return (yield from _logged(ctx, ids, kind="deleted", audit=audit, now=ctx.clock()))
 
     return _write(ctx, plan())
 

@@ -110,7 +110,11 @@ class MemorySecretStore:
             wrapped = user.wrapped or self._rotate(user_id, user, self._clock())
             change = devs.sign_in(user.devices, sid, max_devices)
             user.devices = list(change.devices)
-        key = UserKey.from_record(self._record(user_id, wrapped, user.devices))
+            if change.signed_out:  # audited as the SQL stores do
+                detail = devs.describe_limit(user_id, len(change.signed_out))
+                self._audit_row(None, "device limit", "device", 1, detail)
+        # From this sign-in's own snapshot: a rotation racing it only empties the list.
+        key = UserKey(self._ring.unwrap(user_id, wrapped), change.devices)
         # The record changed: caches must read the new device list (an event, like a
         # revocation, so no node refuses the new device with a stale copy).
         result = rv.result_for([user_id], dry_run=False, audit_id=None)
