@@ -159,9 +159,22 @@ class Settings:
     event_retention_days: float = _setting(
         7.0, "`sjti events prune` keeps revocation events this long", "store", gt=0
     )
+    database_replica_url: str | None = _setting(
+        None,
+        "PostgreSQL streaming replica for user-key lookups (cache misses); revocations, "
+        "sign-ins and every write go to `database_url` (docs/scale.md: the staleness and "
+        "how the event watermark covers it)",
+        "store",
+    )
     # -- cache and bus ------------------------------------------------------------------
     redis_url: str | None = _setting(
         None, "Redis for cache invalidation across processes (several workers/hosts)", "cache"
+    )
+    redis_cluster: bool = _setting(
+        False,
+        "`redis_url` names a node of a Redis Cluster (Redis 7+): the bus uses sharded "
+        "pub/sub (`SPUBLISH`/`SSUBSCRIBE`)",
+        "cache",
     )
     cache_max_age: float = _setting(60.0, "user-key cache entry lifetime, seconds", "cache", gt=0)
     cache_max_size: int = _setting(100_000, "user keys kept per process", "cache", ge=2)
