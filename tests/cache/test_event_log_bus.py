@@ -42,9 +42,17 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Generator[SqlSecret
 class Node:
     """A process's view: its cache, wired like the service wires it."""
 
-    def __init__(self, store: SqlSecretStore, url: str, *, relay: bool = True, **options: object):
+    def __init__(
+        self,
+        store: SqlSecretStore,
+        url: str,
+        *,
+        relay: bool = True,
+        bus_class: type[RedisBus] = RedisBus,
+        **options: object,
+    ):
         self.cache = KeyCache()
-        self.bus = RedisBus(
+        self.bus = bus_class(
             self.cache,
             url,
             log=store,

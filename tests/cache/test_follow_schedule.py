@@ -3,8 +3,9 @@
 tests/cache/test_follow.py drives the plan through revocation stories; this file pins
 *when* it does each thing and *what it tells the cache*: the first ping one health-check
 interval after connecting, a poll every poll interval, heartbeats between polls, the
-trust lease, the health check failing after exactly one lease, the backoff count, and
-which log pages mean "replay" and which mean "clear". A trace is a list of short strings
+trust lease, the health check failing a lease after an unanswered ping (never because
+the plan itself ran late), the backoff count, and which log pages mean "replay" and which
+mean "clear". A trace is a list of short strings
 ("1000.25 Ping", "cache.mark_trusted(0.5)"), so a failure shows the schedule that changed.
 """
 
@@ -64,6 +65,7 @@ class Harness:
         self.alive = False  # what Receive reports besides payloads
         self.ping = True
         self.fail: dict[type, Exception] = {}
+        self.slow: dict[type, float] = {}  # seconds the next op of that type takes
         self.follower = follow.Follower(
             SpyCache(self.trace),  # type: ignore[arg-type]
             has_log=has_log,
@@ -101,6 +103,7 @@ class Harness:
         failure = self.fail.pop(type(op), None)
         if failure is not None:
             raise failure
+        self._advance(self.slow.pop(type(op), 0.0))
         match op:
             case follow.Latest():
                 return self.latest
@@ -243,24 +246,55 @@ def test_republish_waits_at_least_one_second() -> None:
     assert "1000.2 Republish(1)" in h.run_until("1000.2 Republish(1)")
 
 
-def test_a_silent_link_fails_the_health_check_after_one_lease() -> None:
-    """No ping answer and no traffic: disconnected after 2 x health interval, then a
-    backoff of 10 s x consecutive failures, and the cache kept but bypassed."""
+def test_a_silent_link_fails_the_health_check_one_lease_after_its_unanswered_ping() -> None:
+    """No answer to the ping sent at 1000.25 and no traffic: the first read that begins
+    more than a lease (0.5 s) later finds nothing, so the link is lost; then a backoff of
+    10 s x consecutive failures, and the cache kept but bypassed."""
     h = Harness(has_log=True, health=0.25, poll=10.0)
     h.ping = False
     trace = h.run_until("Connected(False)")
-    assert "1000.5 Ping" in trace  # at exactly one lease the link still counts as alive
-    assert trace[-2:] == ["cache.suspend()", "1000.6 Connected(False)"]
-    assert h.run_until("Sleep(") == ["1000.6 Disconnect", "1000.6 Sleep(10)"]
+    assert "1000.25 Ping" in trace
+    assert "1000.85 Receive(0.1)" in trace  # began 0.6 s after the ping: the fatal read
+    assert trace[-2:] == ["cache.suspend()", "1000.95 Connected(False)"]
+    assert h.run_until("Sleep(") == ["1000.95 Disconnect", "1000.95 Sleep(10)"]
     assert h.states == ["connected", "disconnected:HealthCheckFailed"]
     h.fail[follow.Connect] = ConnectionError("refused")
     assert h.run_until("Connected(") == [
-        "1010.6 Connect",
+        "1010.95 Connect",
         "cache.suspend()",
-        "1010.6 Connected(False)",
+        "1010.95 Connected(False)",
     ]
-    assert h.run_until("Sleep(")[-1] == "1010.6 Sleep(20)"  # two failures in a row
+    assert h.run_until("Sleep(")[-1] == "1010.95 Sleep(20)"  # two failures in a row
     assert h.states[-1] == "disconnected:ConnectionError"
+
+
+@pytest.mark.parametrize("slow_op", [follow.Latest, follow.Heartbeat, follow.Ping])
+def test_a_plan_that_ran_late_reads_before_it_judges_the_link(slow_op: type) -> None:
+    """CPU starvation (or a slow database call) stalls the plan for 12 leases while the
+    server keeps answering: the answer waiting in the socket is read, and the link is
+    kept (no disconnect, no resync). The old rule, "no proof for a lease since the last
+    read", declared it lost before reading."""
+    h = Harness(has_log=True, health=0.25, poll=0.35)
+    h.alive = True  # every read finds the pong or a message
+    h.run_until("Connected(True)")
+    h.slow[slow_op] = 6.0
+    h.until(lambda: slow_op not in h.slow and h.clock.now >= 1010)
+    assert h.states == ["connected"]
+    assert not any("Connect" in line for line in h.trace[7:])
+    assert h.follower.cleared == 1  # the first sync only
+
+
+def test_a_dead_link_is_still_found_when_the_plan_ran_late() -> None:
+    """The same stall with a server that stopped answering: the first read that begins a
+    lease after the unanswered ping finds nothing, and the link is lost at once."""
+    h = Harness(has_log=True, health=1.0, poll=10.0)
+    h.ping = False
+    h.run_until("1000 Connected(True)")
+    h.slow[follow.Heartbeat] = 6.0  # the heartbeat after the ping at 1001 ends at 1007
+    trace = h.run_until("Connected(False)")
+    assert without_receives(trace)[:2] == ["1001 Ping", "1001 Heartbeat(0)"]
+    assert trace[-3:] == ["1007 Receive(0)", "cache.suspend()", "1007 Connected(False)"]
+    assert h.states == ["connected", "disconnected:HealthCheckFailed"]
 
 
 def test_traffic_is_proof_of_life() -> None:

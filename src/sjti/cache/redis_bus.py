@@ -76,14 +76,28 @@ def _publisher_options(socket_timeout: float, options: Mapping[str, Any]) -> dic
     }
 
 
-def _is_subscribed(message: Mapping[str, Any] | None, channel: str) -> bool:
-    if message is None or message.get("type") != "subscribe":
+def _is_subscribed(message: Mapping[str, Any] | None, channel: str, kind: str) -> bool:
+    if message is None or message.get("type") != kind:
         return False
     name = message.get("channel")
     return (name.decode() if isinstance(name, bytes) else name) == channel
 
 
+def _payloads(message: Mapping[str, Any]) -> str | bytes | None:
+    """A message's payload, ``None`` for a pong; raise if the server ended our
+    subscription (a cluster slot moved away: SUNSUBSCRIBE from the server)."""
+    kind = message["type"]
+    if kind in ("message", "smessage"):
+        data: str | bytes = message["data"]
+        return data
+    if kind in ("unsubscribe", "sunsubscribe"):
+        raise ConnectionError("subscription ended by the server")
+    return None
+
+
 class _RedisSession:
+    """One subscribed connection: ``SUBSCRIBE`` (plain) or ``SSUBSCRIBE`` (sharded)."""
+
     __slots__ = ("_client", "_pubsub")
 
     def __init__(self, client: redis.Redis, pubsub: Any) -> None:
@@ -92,17 +106,15 @@ class _RedisSession:
 
     @classmethod
     def open(
-        cls, url: str, channel: str, socket_timeout: float, options: Mapping[str, Any]
+        cls, client: redis.Redis, channel: str, socket_timeout: float, *, sharded: bool
     ) -> _RedisSession:
-        client = redis.Redis.from_url(
-            url, **_listener_options(socket_timeout, options, Retry(NoBackoff(), 0))
-        )
         try:
             pubsub: Any = client.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py
-            pubsub.subscribe(channel)
+            (pubsub.ssubscribe if sharded else pubsub.subscribe)(channel)
+            kind = "ssubscribe" if sharded else "subscribe"
             deadline = time.monotonic() + socket_timeout
             while not _is_subscribed(
-                pubsub.get_message(timeout=max(0.0, deadline - time.monotonic())), channel
+                pubsub.get_message(timeout=max(0.0, deadline - time.monotonic())), channel, kind
             ):
                 if time.monotonic() >= deadline:
                     raise TimeoutError("subscription not confirmed")
@@ -117,8 +129,9 @@ class _RedisSession:
         message = self._pubsub.get_message(timeout=timeout)
         while message is not None:
             alive = True
-            if message["type"] == "message":
-                payloads.append(message["data"])
+            payload = _payloads(message)
+            if payload is not None:
+                payloads.append(payload)
             message = self._pubsub.get_message(timeout=0.0)
         return payloads, alive
 
@@ -169,18 +182,36 @@ class RedisBus(ThreadedBus):
             log=log,
             poll_interval=poll_interval,
             node_id=node_id,
-            name=f"redis:{channel}",
+            name=f"{self._kind}:{channel}",
         )
         self.channel = channel
         self._url = url
         self._socket_timeout = socket_timeout
         self._options = dict(redis_options or {})
-        self._publisher = redis.Redis.from_url(
-            url, **_publisher_options(socket_timeout, self._options)
+        self._publisher = self._make_publisher()
+
+    # What a transport variant changes (see RedisClusterBus): the publishing client, how
+    # a message is sent, and which server the listener subscribes on.
+
+    def _make_publisher(self) -> Any:
+        return redis.Redis.from_url(
+            self._url, **_publisher_options(self._socket_timeout, self._options)
         )
 
+    def _send(self, message: str) -> int:
+        return int(self._publisher.publish(self.channel, message))
+
+    _sharded = False  # SSUBSCRIBE / SPUBLISH rather than SUBSCRIBE / PUBLISH
+    _kind = "redis"  # in the bus's name, for logs
+
+    def _listener(self) -> redis.Redis:
+        options = _listener_options(self._socket_timeout, self._options, Retry(NoBackoff(), 0))
+        return redis.Redis.from_url(self._url, **options)
+
     def _open(self) -> _RedisSession:
-        return _RedisSession.open(self._url, self.channel, self._socket_timeout, self._options)
+        return _RedisSession.open(
+            self._listener(), self.channel, self._socket_timeout, sharded=self._sharded
+        )
 
     def publish(self, user_ids: Sequence[str] | None) -> int:
         """Announce that these users' keys changed (``None``: everyone's).
@@ -195,7 +226,7 @@ class RedisBus(ThreadedBus):
         delivered = 0
         try:
             for message in encode(user_ids):
-                delivered += int(self._publisher.publish(self.channel, message))
+                delivered += self._send(message)
         except redis.RedisError as exc:
             raise BackendError("invalidation not published; the revocation is committed") from exc
         return delivered
@@ -204,7 +235,7 @@ class RedisBus(ThreadedBus):
         """Publish the hint for a logged event; raises :class:`~sjti.BackendError` if Redis
         did not take it (use :meth:`relay` as the store's event listener: it never raises)."""
         try:
-            return int(self._publisher.publish(self.channel, encode_hint(event)))
+            return self._send(encode_hint(event))
         except redis.RedisError as exc:
             raise BackendError("revocation event not published") from exc
 
@@ -232,7 +263,9 @@ class _AsyncRedisSession:
             await pubsub.subscribe(channel)
             deadline = time.monotonic() + socket_timeout
             while not _is_subscribed(
-                await pubsub.get_message(timeout=max(0.0, deadline - time.monotonic())), channel
+                await pubsub.get_message(timeout=max(0.0, deadline - time.monotonic())),
+                channel,
+                "subscribe",
             ):
                 if time.monotonic() >= deadline:
                     raise TimeoutError("subscription not confirmed")
@@ -247,8 +280,9 @@ class _AsyncRedisSession:
         message = await self._pubsub.get_message(timeout=timeout)
         while message is not None:
             alive = True
-            if message["type"] == "message":
-                payloads.append(message["data"])
+            payload = _payloads(message)
+            if payload is not None:
+                payloads.append(payload)
             message = await self._pubsub.get_message(timeout=0.0)
         return payloads, alive
 

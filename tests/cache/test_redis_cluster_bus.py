@@ -1,0 +1,160 @@
+"""The cluster bus against a real 3-primary Redis Cluster started on loopback ports:
+sharded pub/sub carries revocations between nodes, and losing the shard that owns the
+channel (killed, or its slot moved) bypasses the cache until the bus has subscribed on
+the owner again and replayed the event log."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from sjti.cache.redis_cluster_bus import RedisClusterBus
+from sjti.stores.sql import OwnedTable, SqlSecretStore, upgrade
+
+from .conftest import wait_until
+from .redis_cluster import LocalRedisCluster
+from .test_event_log_bus import KEY_RING, Node
+
+pytestmark = pytest.mark.service
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Generator[LocalRedisCluster, None, None]:
+    """Three primaries, no replicas, for the whole session; removed at the end."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    cluster = LocalRedisCluster(binary)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Generator[SqlSecretStore, None, None]:
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/log.db")
+    layout = OwnedTable("secrets", events_table="events", nodes_table="nodes")
+    upgrade(engine, layout)
+    yield SqlSecretStore(engine, KEY_RING, layout)
+    engine.dispose()
+
+
+@pytest.fixture
+def channel() -> str:
+    """A channel of this test's own: a random hash slot, so a random owner."""
+    return f"sjti-test:{secrets.token_hex(4)}"
+
+
+def cluster_node(store: SqlSecretStore, url: str, channel: str, **options: Any) -> Node:
+    return Node(
+        store,
+        url,
+        bus_class=RedisClusterBus,
+        channel=channel,
+        health_check_interval=0.2,
+        socket_timeout=1.0,
+        poll_interval=0.5,
+        **options,
+    )
+
+
+def test_revocation_on_one_node_reaches_another_over_sharded_pubsub(
+    redis_cluster: LocalRedisCluster, store: SqlSecretStore, channel: str
+) -> None:
+    """Nodes that name different cluster members meet on the shard that owns the slot."""
+    ports = redis_cluster.ports
+    revoking = cluster_node(store, f"redis://127.0.0.1:{ports[0]}", channel)
+    other = cluster_node(store, f"redis://127.0.0.1:{ports[1]}", channel, relay=False)
+    try:
+        owner = redis_cluster.owner(channel)
+        assert redis_cluster.shard_subscribers(owner, channel) == 2  # SSUBSCRIBE, on the owner
+        store.ensure("alice")
+        old = other.cached(store, "alice")
+        assert "alice" in other.cache
+        result = store.revoke("alice")
+        assert wait_until(lambda: "alice" not in other.cache, timeout=2)
+        assert other.bus.watermark == result.event_id
+        assert other.cached(store, "alice") != old
+        assert revoking.bus.publish_failures == 0
+        assert other.bus.follower.replayed == 1  # read from the log the hint pointed at
+    finally:
+        revoking.bus.close()
+        other.bus.close()
+
+
+def test_killing_the_channels_shard_bypasses_then_resyncs_from_the_log(
+    redis_cluster: LocalRedisCluster, store: SqlSecretStore, channel: str
+) -> None:
+    """kill -9 of the owning primary: the cache is never stale (bypassed while the shard is
+    down), and once it is back the bus resubscribes and replays what it missed."""
+    owner = redis_cluster.owner(channel)
+    other_port = next(p for p in redis_cluster.ports if p != owner)
+    url = f"redis://127.0.0.1:{other_port}"  # the node we name survives; the owner dies
+    revoking = cluster_node(store, url, channel)
+    other = cluster_node(store, url, channel, relay=False)
+    try:
+        for user in ("alice", "bob"):
+            store.ensure(user)
+            other.cached(store, user)
+        old = store.load_secret("alice")
+
+        redis_cluster.kill9(owner)
+        assert wait_until(lambda: not other.cache.trusted, timeout=2)
+        result = store.revoke("alice")  # commits; its hint cannot be published now
+        assert other.cached(store, "alice") != old  # bypassed: read from the database
+        redis_cluster.wait_failed(other_port)  # the cluster itself declared the shard gone
+        assert other.bus.state != "connected"
+        assert not other.cache.trusted
+
+        started = time.monotonic()
+        redis_cluster.start_node(owner)
+        assert wait_until(lambda: other.cache.trusted, timeout=15)
+        print(f"\nshard restarted -> resubscribed, caught up: {time.monotonic() - started:.2f} s")
+        redis_cluster.wait_ok()
+        assert other.bus.watermark == result.event_id
+        assert other.cached(store, "alice") != old
+        assert "bob" in other.cache  # replayed, not cleared
+        assert other.bus.follower.cleared == 1  # the first sync only
+        stats = other.cache.stats()
+        assert (stats.bus_connects, stats.bus_disconnects) == (2, 1)
+        assert redis_cluster.shard_subscribers(owner, channel) == 2
+        assert wait_until(lambda: store.pending_events() == [], timeout=5)  # relayed later
+    finally:
+        revoking.bus.close()
+        other.bus.close()
+
+
+def test_a_moved_slot_ends_the_subscription_and_the_bus_follows_it(
+    redis_cluster: LocalRedisCluster, store: SqlSecretStore, channel: str
+) -> None:
+    """Resharding: the server unsubscribes us (SUNSUBSCRIBE); the bus distrusts, finds the
+    new owner, subscribes there and catches up, and hints flow through the new shard."""
+    revoking = cluster_node(store, redis_cluster.url, channel)
+    other = cluster_node(store, redis_cluster.url, channel, relay=False)
+    try:
+        store.ensure("alice")
+        owner = redis_cluster.owner(channel)
+        new_owner = next(p for p in redis_cluster.ports if p != owner)
+        redis_cluster.move_slot(channel, new_owner)
+        assert wait_until(lambda: other.cache.stats().bus_disconnects == 1, timeout=2)
+        assert wait_until(lambda: other.cache.trusted, timeout=5)
+        assert wait_until(lambda: redis_cluster.shard_subscribers(new_owner, channel) == 2)
+        assert redis_cluster.shard_subscribers(owner, channel) == 0
+
+        old = other.cached(store, "alice")
+        result = store.revoke("alice")
+        assert wait_until(lambda: other.bus.watermark == result.event_id, timeout=2)
+        assert other.cached(store, "alice") != old
+        assert revoking.bus.publish_failures == 0  # SPUBLISH followed MOVED
+    finally:
+        revoking.bus.close()
+        other.bus.close()
