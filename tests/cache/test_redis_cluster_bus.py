@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+import sjti
 from sjti.cache.redis_cluster_bus import RedisClusterBus
 from sjti.stores.sql import OwnedTable, SqlSecretStore, upgrade
 
@@ -158,3 +159,21 @@ def test_a_moved_slot_ends_the_subscription_and_the_bus_follows_it(
     finally:
         revoking.bus.close()
         other.bus.close()
+
+
+def test_the_factory_wires_the_cluster_bus_from_settings(
+    redis_cluster: LocalRedisCluster, tmp_path: Path
+) -> None:
+    """``redis_cluster=True``: the service's own wiring subscribes on the cluster."""
+    from ..test_configure import refused_within, sqlite_settings
+
+    settings = sqlite_settings(tmp_path, redis_url=redis_cluster.url, redis_cluster=True)
+    with sjti.configure(settings) as first, sjti.configure(settings) as second:
+        assert isinstance(second.bus, RedisClusterBus)
+        assert second.wait_ready(10)
+        token = first.issue("hank")
+        assert second.verify(token)["sub"] == "hank"
+        first.revoke("hank", actor="t", reason="t")
+        assert refused_within(second, token, 5)
+        owner = redis_cluster.owner(second.bus.channel)
+        assert redis_cluster.shard_subscribers(owner, second.bus.channel) == 2
