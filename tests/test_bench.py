@@ -111,9 +111,11 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, 
 def service_run(
     tmp_path_factory: pytest.TempPathFactory, postgres_server_url: str, redis_url: str
 ) -> tuple[int, dict[str, Any]]:
-    """One quick bench with PostgreSQL and Redis (the test session's, found by conftest)."""
+    """One quick bench with PostgreSQL and Redis (the test session's, found by conftest);
+    the scale rows are left out (tests/bench/test_scale.py runs them on PostgreSQL)."""
     path = tmp_path_factory.mktemp("bench") / "s.json"
-    return _run_json(path, "--postgres-url", postgres_server_url, "--redis-url", redis_url)
+    argv = ("--postgres-url", postgres_server_url, "--redis-url", redis_url, "--no-scale")
+    return _run_json(path, *argv)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +133,9 @@ def test_quick_run_exits_zero_and_reports_every_row(quick_run: tuple[int, dict[s
     assert code == 0
     assert set(ROWS) <= set(names)
     assert len(names) == len(set(names))
+    # the scale section, on SQLite, derived from this run's bulk rows too
+    assert document["units"]["sjti.scale_revoke_10m_tenant_s.sqlite"] == "s"
+    assert document["scale"]["disk"].keys() == {"sqlite"}
 
 
 def test_no_services_leaves_out_the_service_rows(quick_run: tuple[int, dict[str, Any]]) -> None:
@@ -520,7 +525,7 @@ def test_precheck_refuses_a_result_its_check_cannot_read() -> None:
 def test_markdown_page_carries_the_table_and_how_to_regenerate_it(tmp_path: Path) -> None:
     """docs/benchmark.md is generated, never typed: it must say which command made it."""
     page = tmp_path / "benchmark.md"
-    argv = ["--quick", "--rounds", "1", "--target-ms", "0.5", "--no-services"]
+    argv = ["--quick", "--rounds", "1", "--target-ms", "0.5", "--no-services", "--no-scale"]
     code = main([*argv, "--markdown", str(page)])
     text = page.read_text(encoding="utf-8")
     assert code == 0

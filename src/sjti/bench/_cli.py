@@ -113,6 +113,14 @@ def bench(
             "--quick; 0 leaves it out).",
         ),
     ] = None,
+    no_scale: Annotated[
+        bool,
+        typer.Option(
+            "--no-scale",
+            help="Leave out the scale rows (bytes per user on disk and in a cache, the "
+            "Zipf hot set, revocation rates: docs/scale.md).",
+        ),
+    ] = False,
 ) -> None:
     """Run the bench, print the table, write JSON if asked; 1 on a refused case or --check."""
     if stat not in ("median", "min"):
@@ -128,6 +136,7 @@ def bench(
             redis_url=None if no_services else redis_url,
             revocations=revocations,
             bulk_users=bulk_users,
+            scale=not no_scale,
         )
     except (CaseError, ValueError) as exc:
         print(f"sjti bench: {exc}", file=sys.stderr)

@@ -47,7 +47,8 @@ def _cells(result: BenchResult) -> list[tuple[str, str, str, str, str]]:
 
 def _amount(value: float, unit: str) -> str:
     """Milliseconds, percentages and megabytes with two decimals; counts and rates whole."""
-    return f"{value:,.2f} {unit}" if unit in ("ms", "%", "MB") else f"{value:,.0f} {unit}"
+    two_decimals = unit in ("ms", "%", "MB", "s", "% of users")
+    return f"{value:,.2f} {unit}" if two_decimals else f"{value:,.0f} {unit}"
 
 
 def _ratio_cells(ratio: Ratio) -> tuple[str, str, str, str]:
@@ -96,6 +97,7 @@ def _header_lines(result: BenchResult) -> list[str]:
 _MEASURE_TITLE = "revocation across nodes"
 _CATCHUP_TITLE = "catch-up after a bus outage"
 _BULK_TITLE = "bulk revocation"
+_SCALE_TITLE = "scale"
 _MEASURE_HEADERS = ("row", "value", "what")
 
 
@@ -164,10 +166,35 @@ def _bulk_note(result: BenchResult) -> str:
     )
 
 
+def _scale_note(result: BenchResult) -> str:
+    d = result.scale or {}
+    sizes = d.get("sizes", {})
+    return (
+        f"Disk: {sizes.get('disk_users', 0):,} users seeded per table (sjti's own table with "
+        "UUID ids; the secret columns of an app users table, minus the same table without "
+        "them), read back by a real store, sized after VACUUM ANALYZE (PostgreSQL) or from "
+        "dbstat (SQLite). Cache: tracemalloc over a full KeyCache of "
+        f"{sizes.get('cache_entries', 0):,} entries. Hot set: a real KeyCache (clock "
+        "frozen: only eviction misses) driven with Zipf streams over "
+        f"{' and '.join(f'{u:,}' for u in sizes.get('zipf_users', ()))} users, the smallest "
+        "max_size reaching a 99% hit rate found by bisection, next to the model of the "
+        "policy; the 100M rows are derived (the model, scaled by the worst measured/model "
+        f"ratio). Revocations: {sizes.get('revoke_seconds', 0):g} s per thread count. "
+        "Rows marked derived are arithmetic on measured rows; docs/scale.md has the "
+        'arithmetic to 100M users; the JSON\'s "scale" has every table and run'
+    )
+
+
 def _note(result: BenchResult, section: str) -> str:
-    if section == _BULK_TITLE:
-        return _bulk_note(result)
-    return _catchup_note(result) if section == _CATCHUP_TITLE else _measure_note(result)
+    """The paragraph under a section's rows ('' for a section that needs none)."""
+    notes = {
+        _MEASURE_TITLE: _measure_note,
+        _CATCHUP_TITLE: _catchup_note,
+        _BULK_TITLE: _bulk_note,
+        _SCALE_TITLE: _scale_note,
+    }
+    write = notes.get(section)
+    return write(result) if write is not None else ""
 
 
 def _sections(result: BenchResult) -> dict[str, list[Measure]]:
@@ -209,7 +236,8 @@ def render_plain(result: BenchResult, out: TextIO) -> None:
     for section, measures in _sections(result).items():
         print(f"{section}:", file=out)
         _print_columns([_MEASURE_HEADERS, *map(_measure_cells, measures)], out, underline=True)
-        print(_note(result, section), file=out)
+        if note := _note(result, section):
+            print(note, file=out)
         print(file=out)
     ratio_rows = [("target", "value", "wanted", "result"), *map(_ratio_cells, result.ratios)]
     _print_columns(ratio_rows, out, underline=False)
@@ -248,7 +276,8 @@ def render(result: BenchResult, out: TextIO, *, plain: bool = False) -> None:
         for measure in rows:
             measures.add_row(*_measure_cells(measure))
         console.print(measures)
-        console.print(_note(result, section), markup=False)
+        if note := _note(result, section):
+            console.print(note, markup=False)
     ratios = Table(title="targets")
     for header in ("target", "value", "wanted", "result"):
         ratios.add_column(header)
@@ -308,6 +337,15 @@ one event), and re-wraps every secret under a new KEK. Targets: at least 100 000
 SQLite and 50 000 on PostgreSQL, a peak RSS growth of at most 100 MB, a dry run costing at
 most 5% of its revocation, and at least 50 000 re-wrapped rows/s. The quick size is for
 the test suite: its rates and dry-run shares are dominated by fixed costs.
+
+"Scale" (`python -m sjti.bench._scale` runs it alone; `--no-scale` leaves it out) measures
+the constants of docs/scale.md: bytes per user on disk (sjti's table, the app-table
+columns, with and without devices, indexes) and in a node's `KeyCache`, the smallest cache
+that keeps a 99% hit rate under a Zipf load (measured on a real `KeyCache` at small user
+counts, next to a model of its policy that the 100-million rows are derived from),
+single-user revocations per second, what a node applies per second, and the time to revoke
+a 10-million-user tenant at the bulk rate. Rows marked "derived" are arithmetic on
+measured ones.
 """
 
 

@@ -359,6 +359,8 @@ class BenchResult:
     catchup: dict[str, Any] | None = field(default=None)
     # The bulk revocation (users, batch size, every step on each database), or None.
     bulk: dict[str, Any] | None = field(default=None)
+    # How the scale rows were made (sizes, every table, the Zipf runs), or None.
+    scale: dict[str, Any] | None = field(default=None)
 
     def ns_per_op(self) -> dict[str, float]:
         """The timed rows only: ``{name: ns/op}``."""
@@ -419,4 +421,5 @@ class BenchResult:
             "acknowledgement": self.acknowledgement,
             "catchup": self.catchup,
             "bulk": self.bulk,
+            "scale": self.scale,
         }

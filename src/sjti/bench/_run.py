@@ -43,6 +43,7 @@ def run(
     redis_url: str | None = None,
     revocations: int | None = None,
     bulk_users: int | None = None,
+    scale: bool = True,
 ) -> BenchResult:
     """Time every case; raise :class:`CaseError` if an sjti or floor case misbehaves.
 
@@ -60,7 +61,9 @@ def run(
     log-polling bus.
 
     The bulk revocation (:mod:`sjti.bench.bulk`: ``bulk_users`` users, :data:`BULK` by
-    default, 0 to leave it out) runs last, on a SQLite file and the scratch PostgreSQL.
+    default, 0 to leave it out) runs on a SQLite file and the scratch PostgreSQL; the
+    scale rows (:mod:`sjti.bench._scale`, ``scale=False`` leaves them out) run last, on
+    the same databases, and derive from the catch-up and bulk details.
     """
     default_rounds, default_ms = QUICK if quick else FULL
     rounds = rounds if rounds is not None else default_rounds
@@ -132,6 +135,22 @@ def run(
                 raise CaseError(f"bulk revocation: {exc}") from exc
             measures += measures_of(runs)
             bulk = details(runs)
+        scaled: dict[str, Any] | None = None
+        if scale:
+            from ._scale import FULL as SCALE_FULL
+            from ._scale import QUICK as SCALE_QUICK
+            from ._scale import measure_scale
+
+            try:
+                rows_, scaled = measure_scale(
+                    SCALE_QUICK if quick else SCALE_FULL,
+                    database_url=backends.database_url,
+                    catchup=catchup,
+                    bulk=bulk,
+                )
+            except RuntimeError as exc:
+                raise CaseError(f"scale: {exc}") from exc
+            measures += rows_
 
     pick = statistics.median if stat == "median" else min
     rows = tuple(
@@ -168,10 +187,12 @@ def run(
             "postgres": backends.shown.get("postgres"),
             "redis": backends.shown.get("redis"),
             "bulk_users": bulk_users,
+            "scale": scale,
         },
         measures=measures,
         propagation=propagation,
         acknowledgement=acknowledgement,
         catchup=catchup,
         bulk=bulk,
+        scale=scaled,
     )
