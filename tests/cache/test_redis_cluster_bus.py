@@ -145,9 +145,11 @@ def test_a_moved_slot_ends_the_subscription_and_the_bus_follows_it(
         store.ensure("alice")
         owner = redis_cluster.owner(channel)
         new_owner = next(p for p in redis_cluster.ports if p != owner)
+        moved = time.monotonic()
         redis_cluster.move_slot(channel, new_owner)
         assert wait_until(lambda: other.cache.stats().bus_disconnects == 1, timeout=2)
         assert wait_until(lambda: other.cache.trusted, timeout=5)
+        print(f"\nslot moved -> resubscribed, caught up: {time.monotonic() - moved:.2f} s")
         assert wait_until(lambda: redis_cluster.shard_subscribers(new_owner, channel) == 2)
         assert redis_cluster.shard_subscribers(owner, channel) == 0
 

@@ -8,7 +8,9 @@ when ``open`` returns, yields payloads from ``poll`` and answers ``ping``.
 
 Every proof of liveness (a pong, a message) renews the cache's trust lease
 (``2 x health_check_interval``); any error, or no proof for a lease, makes the cache
-bypassed at once. The lease also covers a listener that hangs without raising.
+bypassed at once. The lease also covers a listener that hangs without raising. The link
+itself is declared lost only when a ping is still unanswered at a read begun a lease after
+it: a listener that merely ran late (a busy CPU) is not mistaken for a dead server.
 
 With an event log (``log=``, a SQL store) a bus also keeps a watermark, replays what it
 missed after an outage instead of clearing, polls ``max(id)`` every ``poll_interval``,
