@@ -10,7 +10,7 @@ connection, run each operation, commit. This is the sans-I/O shape httpx and h11
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
@@ -390,14 +390,14 @@ def revoke_batch(
     statement = st.select_batch(ctx, cohort, after=after, limit=batch_size)
 
     def plan() -> Plan[Batch]:
-        rows = yield Fetch(statement)
-        raw_ids = list(dict.fromkeys(row["user_id"] for row in rows))
+        (row,) = yield Fetch(statement)
+        raw_ids = list(dict.fromkeys(st.parse_rows(row["rows"])))  # a join may repeat one
         if not raw_ids:
             return Batch(rv.result_for((), dry_run=False, audit_id=None), None)
         result = yield from _commit(
             ctx, raw_ids, kind="cohort", detail=detail, actor=actor, reason=reason, also=also
         )
-        return Batch(result, raw_ids[-1], len(rows))
+        return Batch(result, row["last"], int(row["n"]))
 
     return _write(ctx, plan())
 
@@ -474,7 +474,7 @@ def preview_batches(ctx: st.Context, cohort: Cohort) -> Job[RevocationResult]:
 
     def plan() -> Plan[RevocationResult]:
         total = int((yield Fetch(count))[0]["n"])
-        ids = tuple(str(row["user_id"]) for row in (yield Fetch(first)))
+        ids = tuple(map(str, st.parse_rows((yield Fetch(first))[0]["rows"])))
         return RevocationResult(
             count=total, user_ids=ids, dry_run=True, audit_id=None, truncated=total > len(ids)
         )
@@ -566,21 +566,22 @@ def rewrap_batch(
     """
     ring = ctx.ring
 
-    def rewrapped(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-        ids = [str(row["user_id"]) for row in rows]
+    def rewrapped(rows: Sequence[Sequence[Any]]) -> list[str]:
+        ids = [str(row[0]) for row in rows]
         keys = [
-            rv.open_secret(ring, user_id, row["wrapped"], row.get("kek_id"))
+            rv.open_secret(ring, user_id, row[1], row[2] if len(row) > 2 else None)
             for user_id, row in zip(ids, rows, strict=True)
         ]
         return ring.wrap_texts(ids, keys)
 
     def plan() -> Plan[tuple[int, Any]]:
-        rows = yield Fetch(st.select_rewrap(ctx, batch_size, after=after))
+        (found,) = yield Fetch(st.select_rewrap(ctx, batch_size, after=after))
+        rows = st.parse_rows(found["rows"])  # [id, wrapped(, kek_id)] each
         if not rows:
             return 0, None
         chunks = [rows[i : i + st.ROTATE_BATCH] for i in range(0, len(rows), st.ROTATE_BATCH)]
         for chunk, texts in zip(chunks, st.made_ahead(rewrapped, chunks), strict=True):
-            ids = [row["user_id"] for row in chunk]
+            ids = [row[0] for row in chunk]
             _check_all_changed((yield Count(st.bulk_update(ctx, ids, texts, None))), ids)
         yield Fetch(
             st.insert_audit(
@@ -593,7 +594,7 @@ def rewrap_batch(
                 detail=describe_rewrap(ctx),
             )
         )
-        return len(rows), rows[-1]["user_id"]
+        return len(rows), found["last"]
 
     return _write(ctx, plan())
 

@@ -58,6 +58,7 @@ __all__ = [
     "insert_secret_if_absent",
     "made_ahead",
     "notify",
+    "parse_rows",
     "preview_batches",
     "rotate_batches",
     "select_audit",
@@ -422,27 +423,60 @@ def made_ahead(make: Callable[[T], U], items: Sequence[T]) -> Iterator[U]:
         yield pending.result()
 
 
+def _aggregated(ctx: Context, rows: Select[Any], *items: ColumnElement[Any]) -> Select[Any]:
+    """One row for a whole batch: ``n`` (rows ``rows`` returned), ``last`` (its largest id,
+    in the database's own order: the next batch's keyset start) and ``rows``, a JSON text
+    array of ``items`` per row (one item: its value; several: an array).
+
+    A batch comes back as one text that orjson parses in C, instead of ``limit`` row
+    objects built in Python (measured: most of the Python time of a batch). ``rows`` keeps
+    its ``FOR UPDATE``: PostgreSQL locks the subquery's rows, in its ``ORDER BY``."""
+    sub = rows.subquery("batch")
+    columns = [sub.c[item.key] for item in items if item.key is not None]
+    element: ColumnElement[Any]
+    if ctx.dialect == "postgresql":
+        element = columns[0] if len(columns) == 1 else func.json_build_array(*columns)
+        array: ColumnElement[Any] = cast(func.json_agg(element), Text)
+    else:
+        element = columns[0] if len(columns) == 1 else func.json_array(*columns)
+        array = func.json_group_array(element)
+    return select(
+        func.count().label("n"),
+        func.max(sub.c.user_id).label("last"),
+        array.label("rows"),
+    )
+
+
+def parse_rows(text: str | None) -> list[Any]:
+    """The ``rows`` of :func:`_aggregated` (PostgreSQL's ``json_agg`` of nothing is NULL)."""
+    return [] if text is None else list(orjson.loads(text))
+
+
 def select_batch(ctx: Context, cohort: Cohort, *, after: Any, limit: int) -> Select[Any]:
     """The next ``limit`` users of a criteria cohort above id ``after``, locked, in id
-    order (keyset pagination: each user once, whatever earlier batches changed)."""
+    order (keyset pagination: each user once, whatever earlier batches changed), as one
+    aggregated row (:func:`_aggregated`: ``n``, ``last``, ``rows`` = the ids)."""
     if cohort.user_ids is not None:
         raise CohortError("a batched revocation selects by criteria, not by id list")
     t = ctx.target
     source, filters = _cohort_filters(ctx, cohort)
     if after is not None:
         filters.append(t.id > after)
-    return (
-        select(t.id.label("user_id"))
+    user_id = t.id.label("user_id")
+    rows = (
+        select(user_id)
         .select_from(source)
         .where(*filters)
         .order_by(t.id)
         .limit(limit)
         .with_for_update(of=t.table)
     )
+    return _aggregated(ctx, rows, user_id)
 
 
 def preview_batches(ctx: Context, cohort: Cohort, listed: int) -> tuple[Select[Any], Select[Any]]:
-    """A batched revocation's dry run: its size, and its first ``listed`` ids in id order."""
+    """A batched revocation's dry run: its size (``n``), and its first ``listed`` ids in id
+    order (aggregated like a batch: ``rows``)."""
     if cohort.user_ids is not None:
         raise CohortError("a batched revocation selects by criteria, not by id list")
     t = ctx.target
@@ -450,14 +484,9 @@ def preview_batches(ctx: Context, cohort: Cohort, listed: int) -> tuple[Select[A
     # A joined table may repeat an id (the revocation dedupes); count each user once.
     counted = func.count(t.id.distinct()) if source is not t.table else func.count()
     count = select(counted.label("n")).select_from(source).where(*filters)
-    first = (
-        select(t.id.label("user_id"))
-        .select_from(source)
-        .where(*filters)
-        .order_by(t.id)
-        .limit(listed)
-    )
-    return count, first
+    user_id = t.id.label("user_id")
+    first = select(user_id).select_from(source).where(*filters).order_by(t.id).limit(listed)
+    return count, _aggregated(ctx, first, user_id)
 
 
 # -- KEK rotation (rewrap) ----------------------------------------------------------------
@@ -488,7 +517,8 @@ def _text_prefix(kek_id: str) -> str:
 
 def select_rewrap(ctx: Context, limit: int, *, after: Any = None) -> Select[Any]:
     """The next ``limit`` rows (ids above ``after``) to move to the primary KEK, locked,
-    in id order.
+    in id order, as one aggregated row (:func:`_aggregated`: ``rows`` =
+    ``[id, wrapped(, kek_id)]`` each).
 
     PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so concurrent rewrap runs share the work and a
     row a revocation holds is left for the next batch instead of waiting on it. SQLite
@@ -502,13 +532,14 @@ def select_rewrap(ctx: Context, limit: int, *, after: Any = None) -> Select[Any]
     filters = [_under_other_kek(ctx, None)]
     if after is not None:
         filters.append(t.id > after)
-    return (
+    rows = (
         select(*columns)
         .where(*filters)
         .order_by(t.id)
         .limit(limit)
         .with_for_update(of=t.table, skip_locked=ctx.dialect == "postgresql")
     )
+    return _aggregated(ctx, rows, *columns)
 
 
 def count_rewrap(ctx: Context, kek_id: str | None = None) -> Select[Any]:
