@@ -250,15 +250,25 @@ def _sql(
         raise
     # On PostgreSQL without Redis, the revocation's own transaction sends the NOTIFY.
     notify = DEFAULT_PG_CHANNEL if settings.on_postgresql and not settings.redis_url else None
+    # Untrusted until a bus (or the log poll) proves it current: trust on evidence.
+    cache = KeyCache(max_size=settings.cache_max_size, max_age=settings.cache_max_age)
+    replica = None
+    if settings.database_replica_url is not None:  # PostgreSQL only: the store checks
+        from sqlalchemy import event
+
+        replica = lone = make_engine(settings.database_replica_url)
+        event.listen(engine, "engine_disposed", lambda _: lone.dispose())
     store = SqlSecretStore(
         engine,
         material.kek_ring,
         layout,
         cohort_columns=cohort_columns,
         notify_channel=notify,
+        # Misses only, only while the bus keeps the cache trusted (a bypass read must be
+        # current), only when it proves it holds the events applied here: stores/_replica.
+        replica=replica,
+        replica_while=lambda: cache.trusted,
     )
-    # Untrusted until a bus (or the log poll) proves it current: trust on evidence.
-    cache = KeyCache(max_size=settings.cache_max_size, max_age=settings.cache_max_age)
     store.add_listener(cache.invalidate)  # this process refuses at once, bus or not
     bus = _bus_for(settings, cache, store)
     if bus is None:

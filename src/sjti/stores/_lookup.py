@@ -37,38 +37,51 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, bindparam, event
+from sqlalchemy import Connection, Engine, Select, bindparam, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 
-from ..errors import BackendError
+from ..errors import BackendError, ConfigurationError
 from . import _statements as st
 from ._plans import driver_error
 
-__all__ = ["LANE", "Lane", "Lookup", "cause", "compile_lookup", "fetch", "fetch_on"]
+__all__ = [
+    "ID",
+    "LANE",
+    "Lane",
+    "Lookup",
+    "cause",
+    "compile_lookup",
+    "compile_statement",
+    "fetch",
+    "fetch_on",
+]
 
 LANE: Final = 4  # connections a sync store keeps for lookups, at most
-_ID: Final = "b_id"
+ID: Final = "b_id"
 
 Processor = Callable[[Any], Any] | None
 
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """The compiled primary-key ``SELECT`` and how to feed it and read its row."""
+    """A compiled primary-key ``SELECT`` and how to feed it and read its row."""
 
     sql: str
     positional: bool
     bind: Processor
-    results: tuple[Processor, ...]  # one per column: user_id, wrapped, devices[, kek_id]
+    results: tuple[Processor, ...]  # one per column: user_id, wrapped, devices[, kek_id]...
     autocommit: bool  # PostgreSQL: serve lookups outside any transaction
     plain: bool  # no column needs converting (text columns): the driver's row is the row
+    names: tuple[str, ...] = (ID,)  # its parameters in order: the id first
 
-    def params(self, id_value: object) -> Sequence[object] | dict[str, object]:
+    def params(self, id_value: object, *more: object) -> Sequence[object] | dict[str, object]:
         value = id_value if self.bind is None else self.bind(id_value)
-        return (value,) if self.positional else {_ID: value}
+        if self.positional:
+            return (value, *more)
+        return dict(zip(self.names, (value, *more), strict=True))
 
     def row(self, raw: Sequence[Any] | None) -> Sequence[Any] | None:
         if raw is None or self.plain:
@@ -78,24 +91,37 @@ class Lookup:
 
 def compile_lookup(ctx: st.Context, dialect: Dialect) -> Lookup:
     """:func:`~sjti.stores._statements.select_secret`, compiled for ``dialect`` once."""
-    t = ctx.target
-    statement = st.select_secret(ctx, bindparam(_ID, type_=t.id.type))
+    statement = st.select_secret(ctx, bindparam(ID, type_=ctx.target.id.type))
+    return compile_statement(ctx, dialect, statement, (ID,))
+
+
+def compile_statement(
+    ctx: st.Context, dialect: Dialect, statement: Select[Any], names: tuple[str, ...]
+) -> Lookup:
+    """``statement`` (binding ``names``, the user id first) compiled for ``dialect``."""
     compiled = statement.compile(dialect=dialect)
     positional = compiled.positiontup is not None
-    if positional and list(compiled.positiontup or ()) != [_ID]:  # pragma: no cover
-        raise AssertionError("the lookup binds exactly its id")
-    columns = st.secret_columns_of(t)
-    results = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
+    if set(compiled.params) != set(names) or (
+        positional and tuple(compiled.positiontup or ()) != names
+    ):
+        raise ConfigurationError("a lookup binds exactly its parameters, each once")
+    results = tuple(
+        c.type.dialect_impl(dialect).result_processor(dialect, None)
+        for c in statement.selected_columns
+    )
+    t = ctx.target
     bind = t.id.type.dialect_impl(dialect).bind_processor(dialect)
     postgres = ctx.dialect == "postgresql"
-    return Lookup(compiled.string, positional, bind, results, postgres, not any(results))
+    return Lookup(compiled.string, positional, bind, results, postgres, not any(results), names)
 
 
-def fetch(dbapi_connection: Any, lookup: Lookup, id_value: object) -> Sequence[Any] | None:
+def fetch(
+    dbapi_connection: Any, lookup: Lookup, id_value: object, *more: object
+) -> Sequence[Any] | None:
     """Run the lookup on a DBAPI connection (sync or SQLAlchemy's async adapter)."""
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(lookup.sql, lookup.params(id_value))
+        cursor.execute(lookup.sql, lookup.params(id_value, *more))
         raw = cursor.fetchone()
     finally:
         cursor.close()
@@ -115,15 +141,17 @@ def cause(exc: BaseException) -> BaseException | None:
     return driver_error(exc) if isinstance(exc, DBAPIError) else exc
 
 
-def fetch_on(connection: Connection, lookup: Lookup, id_value: object) -> Sequence[Any] | None:
+def fetch_on(
+    connection: Connection, lookup: Lookup, id_value: object, *more: object
+) -> Sequence[Any] | None:
     """:func:`fetch` on a checked-out :class:`Connection` for one call (the async store,
     through ``run_sync``): in autocommit while it runs, then back as the pool gave it."""
     dbapi_connection = connection.connection.dbapi_connection
     if not lookup.autocommit:
-        return fetch(dbapi_connection, lookup, id_value)
+        return fetch(dbapi_connection, lookup, id_value, *more)
     dbapi_connection.autocommit = True  # type: ignore[union-attr]
     try:
-        return fetch(dbapi_connection, lookup, id_value)
+        return fetch(dbapi_connection, lookup, id_value, *more)
     finally:
         dbapi_connection.autocommit = False  # type: ignore[union-attr]
 
@@ -149,18 +177,18 @@ class Lane:
         # GC, which SQLAlchemy and the drivers report as a leak).
         self._finalizer = weakref.finalize(self, _retire, engine, disposed, idle, lookup.autocommit)
 
-    def fetch(self, id_value: object) -> Sequence[Any] | None:
+    def fetch(self, id_value: object, *more: object) -> Sequence[Any] | None:
         """The row for ``id_value`` (``None``: no such row); BackendError on failure."""
         dispatch = self._engine.dispatch
         if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
-            return self._observed(id_value)
+            return self._observed(id_value, *more)
         idle = self._idle
         try:
             connection = idle.pop()
         except IndexError:
             connection = self._checkout()
         try:
-            row = fetch(connection.dbapi_connection, self._lookup, id_value)
+            row = fetch(connection.dbapi_connection, self._lookup, id_value, *more)
         except Exception as exc:  # any driver failure: drop the connection, fail closed
             connection.invalidate()
             raise BackendError("secret store unavailable") from cause(exc)
@@ -170,13 +198,13 @@ class Lane:
             _release(connection, self._lookup.autocommit)
         return row
 
-    def _observed(self, id_value: object) -> Sequence[Any] | None:
+    def _observed(self, id_value: object, *more: object) -> Sequence[Any] | None:
         """The same text through :meth:`Connection.exec_driver_sql`, so cursor listeners
         (tracing, statement counters) see it; still no compilation per call."""
         lookup = self._lookup
         try:
             with self._engine.connect() as conn:
-                raw = conn.exec_driver_sql(lookup.sql, lookup.params(id_value)).fetchone()
+                raw = conn.exec_driver_sql(lookup.sql, lookup.params(id_value, *more)).fetchone()
         except (DBAPIError, PoolTimeoutError) as exc:
             raise BackendError("secret store unavailable") from cause(exc)
         return lookup.row(raw)

@@ -44,10 +44,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from .._core.binding import UserKey, new_device_id
 from .._core.wrapping import KekRing
-from ..errors import BackendError
+from ..errors import BackendError, ConfigurationError
 from . import _eventlog as eventlog
 from . import _lookup as lookups
 from . import _plans as plans
+from . import _replica as replicas
 from . import _revocation as rv
 from . import _statements as st
 from ._devices import DEFAULT_MAX_DEVICES
@@ -121,7 +122,14 @@ class SqlSecretStore:
         cohort_columns: CohortColumns | None = None,
         notify_channel: str | None = None,
         clock: Callable[[], datetime] = rv.utc_now,
+        replica: Engine | None = None,
+        replica_while: Callable[[], bool] | None = None,
     ) -> None:
+        """``replica``: a streaming replica of ``engine`` (PostgreSQL) for cache misses,
+        used only while ``replica_while()`` says the node's cache is trusted (pass
+        ``lambda: cache.trusted``) and only when it proves it holds every event this node
+        applied for the user (see :mod:`sjti.stores._replica`); writes, event-log reads
+        and anything it cannot prove go to ``engine``."""
         self._engine = engine
         self._layout = layout or OwnedTable()
         self._ctx = st.build_context(
@@ -133,6 +141,7 @@ class SqlSecretStore:
             clock,
         )
         self._lane = lookups.Lane(engine, lookups.compile_lookup(self._ctx, engine.dialect))
+        self._replica = _replica_for(engine, replica, replica_while, self._ctx)
         self._listeners: list[RevocationListener] = []
         self._event_listeners: list[EventListener] = []
 
@@ -144,16 +153,31 @@ class SqlSecretStore:
         """Give the connections held for lookups back to the engine's pool (call it before
         ``engine.dispose()``; the store still works afterwards and takes them again)."""
         self._lane.close()
+        if self._replica is not None:
+            self._replica.lane.close()
+
+    @property
+    def replica(self) -> replicas.Replica | None:
+        """The read replica's reader (its ``guard``, ``served``/``declined`` counts)."""
+        return self._replica
 
     @property
     def layout(self) -> Layout:
         return self._layout
 
     def load_secret(self, user_id: str) -> bytes | None:
-        """The hot lookup: one primary-key SELECT at the driver's floor (see _lookup)."""
+        """The hot lookup: one primary-key SELECT at the driver's floor (see _lookup);
+        from the replica when it proves itself current for this user."""
+        return self._load(user_id, self._replica)
+
+    def _load(self, user_id: str, replica: replicas.Replica | None) -> bytes | None:
         id_value = st.coerce_id(self._ctx.target, user_id)
         if id_value is None:
             return None
+        if replica is not None:
+            found = replica.read(user_id, id_value)
+            if found is not None:
+                return found
         return plans.open_found(self._ctx, user_id, self._lane.fetch(id_value))
 
     def load(self, user_id: str) -> UserKey | None:
@@ -161,7 +185,7 @@ class SqlSecretStore:
         return UserKey.from_record(record) if record is not None else None
 
     def ensure(self, user_id: str) -> UserKey:
-        record = self.load_secret(user_id)  # read-only fast path: no write lock
+        record = self._load(user_id, None)  # the primary, no write lock: a mint path
         if record is None:
             record = self._run(plans.ensure(self._ctx, user_id))
         return UserKey.from_record(record)
@@ -183,6 +207,7 @@ class SqlSecretStore:
         node applied it, so no node refuses the device's first token."""
         job = plans.sign_in(self._ctx, user_id, sid or new_device_id(), max_devices, also)
         signed_in, result = self._run(job)
+        replicas.seen_result(self._replica, result)  # before the listeners
         rv.announce(self._listeners, self._event_listeners, result, "sign_in")
         if wait is None or signed_in.event_id is None:
             return signed_in
@@ -306,6 +331,7 @@ class SqlSecretStore:
             batch = self._run(job)
             jobs.advance(batch)
             if batch.result.count:
+                replicas.seen_result(self._replica, batch.result)
                 rv.announce(self._listeners, self._event_listeners, batch.result, "cohort")
                 yield batch.result
 
@@ -348,6 +374,7 @@ class SqlSecretStore:
         self, job: plans.Job[RevocationResult], kind: str, wait: Wait, timeout: float
     ) -> RevocationResult:
         result = self._run(job)  # committed when this returns
+        replicas.seen_result(self._replica, result)  # before the listeners
         rv.announce(self._listeners, self._event_listeners, result, kind)
         if wait is None or result.event_id is None:
             return result
@@ -362,11 +389,12 @@ class SqlSecretStore:
 
     def events_after(self, after: int, limit: int = eventlog.PAGE) -> EventPage:
         """Up to ``limit`` events after ``after``, and the log's bounds."""
-        return self._run(eventlog.events_after(self._ctx, after, limit))
+        page = self._run(eventlog.events_after(self._ctx, after, limit))
+        return replicas.seen_page(self._replica, after, page)  # before the bus applies it
 
     def latest_event_id(self) -> int:
         """The newest event id (0: none yet): the cheap poll every node runs."""
-        return self._run(eventlog.latest(self._ctx))
+        return replicas.seen_latest(self._replica, self._run(eventlog.latest(self._ctx)))
 
     def pending_events(self, older_than: float = 0.0) -> list[RevocationEvent]:
         """Events nobody has published yet, committed at least ``older_than`` s ago."""
@@ -422,6 +450,16 @@ class SqlSecretStore:
             # Chain the driver's error, not SQLAlchemy's wrapper: the wrapper's message
             # lists the statement's parameters, which include wrapped secrets.
             raise BackendError("secret store unavailable") from plans.driver_error(exc)
+
+
+def _replica_for(
+    engine: Engine, replica: Engine | None, trusted: Callable[[], bool] | None, ctx: st.Context
+) -> replicas.Replica | None:
+    if replica is None:
+        return None
+    if trusted is None:
+        raise ConfigurationError("a read replica needs replica_while=lambda: cache.trusted")
+    return replicas.Replica(engine, replica, ctx, trusted)
 
 
 if TYPE_CHECKING:  # mypy proves the class keeps the protocol's shape

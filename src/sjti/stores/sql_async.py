@@ -24,10 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from .._core.binding import UserKey, new_device_id
 from .._core.wrapping import KekRing
-from ..errors import BackendError
+from ..errors import BackendError, ConfigurationError
 from . import _eventlog as eventlog
 from . import _lookup as lookups
 from . import _plans as plans
+from . import _replica as replicas
 from . import _revocation as rv
 from . import _statements as st
 from ._devices import DEFAULT_MAX_DEVICES
@@ -87,7 +88,10 @@ class AsyncSqlSecretStore:
         cohort_columns: CohortColumns | None = None,
         notify_channel: str | None = None,
         clock: Callable[[], datetime] = rv.utc_now,
+        replica: AsyncEngine | None = None,
+        replica_while: Callable[[], bool] | None = None,
     ) -> None:
+        """``replica`` / ``replica_while``: as :class:`sjti.stores.sql.SqlSecretStore`."""
         self._engine = engine
         self._ctx = st.build_context(
             engine.dialect.name,
@@ -98,6 +102,11 @@ class AsyncSqlSecretStore:
             clock,
         )
         self._lookup = lookups.compile_lookup(self._ctx, engine.dialect)
+        self._replica: replicas.AsyncReplica | None = None
+        if replica is not None:
+            if replica_while is None:
+                raise ConfigurationError("a read replica needs replica_while=lambda: cache.trusted")
+            self._replica = replicas.AsyncReplica(engine, replica, self._ctx, replica_while)
         self._listeners: list[RevocationListener] = []
         self._event_listeners: list[EventListener] = []
 
@@ -105,12 +114,25 @@ class AsyncSqlSecretStore:
     def engine(self) -> AsyncEngine:
         return self._engine
 
+    @property
+    def replica(self) -> replicas.AsyncReplica | None:
+        """The read replica's reader (its ``guard``, ``served``/``declined`` counts)."""
+        return self._replica
+
     async def load_secret(self, user_id: str) -> bytes | None:
         """The hot lookup: the compiled primary-key SELECT on the DBAPI connection, one
-        round trip (see _lookup), on a pooled connection per call."""
+        round trip (see _lookup), on a pooled connection per call; from the replica when
+        it proves itself current for this user."""
+        return await self._load(user_id, self._replica)
+
+    async def _load(self, user_id: str, replica: replicas.AsyncReplica | None) -> bytes | None:
         id_value = st.coerce_id(self._ctx.target, user_id)
         if id_value is None:
             return None
+        if replica is not None:
+            found = await replica.read(user_id, id_value)
+            if found is not None:
+                return found
         try:
             async with self._engine.connect() as conn:
                 try:
@@ -127,7 +149,7 @@ class AsyncSqlSecretStore:
         return UserKey.from_record(record) if record is not None else None
 
     async def ensure(self, user_id: str) -> UserKey:
-        record = await self.load_secret(user_id)  # read-only fast path: no write lock
+        record = await self._load(user_id, None)  # the primary, no write lock: a mint path
         if record is None:
             record = await self._run(plans.ensure(self._ctx, user_id))
         return UserKey.from_record(record)
@@ -149,6 +171,7 @@ class AsyncSqlSecretStore:
         node applied it, so no node refuses the device's first token."""
         job = plans.sign_in(self._ctx, user_id, sid or new_device_id(), max_devices, also)
         signed_in, result = await self._run(job)
+        replicas.seen_result(self._replica, result)  # before the listeners
         rv.announce(self._listeners, self._event_listeners, result, "sign_in")
         if wait is None or signed_in.event_id is None:
             return signed_in
@@ -257,6 +280,7 @@ class AsyncSqlSecretStore:
             batch = await self._run(job)
             jobs.advance(batch)
             if batch.result.count:
+                replicas.seen_result(self._replica, batch.result)
                 rv.announce(self._listeners, self._event_listeners, batch.result, "cohort")
                 yield batch.result
 
@@ -292,6 +316,7 @@ class AsyncSqlSecretStore:
         self, job: plans.Job[RevocationResult], kind: str, wait: Wait, timeout: float
     ) -> RevocationResult:
         result = await self._run(job)  # committed when this returns
+        replicas.seen_result(self._replica, result)  # before the listeners
         rv.announce(self._listeners, self._event_listeners, result, kind)
         if wait is None or result.event_id is None:
             return result
@@ -306,11 +331,12 @@ class AsyncSqlSecretStore:
 
     async def events_after(self, after: int, limit: int = eventlog.PAGE) -> EventPage:
         """Up to ``limit`` events after ``after``, and the log's bounds."""
-        return await self._run(eventlog.events_after(self._ctx, after, limit))
+        page = await self._run(eventlog.events_after(self._ctx, after, limit))
+        return replicas.seen_page(self._replica, after, page)  # before the bus applies it
 
     async def latest_event_id(self) -> int:
         """The newest event id (0: none yet): the cheap poll every node runs."""
-        return await self._run(eventlog.latest(self._ctx))
+        return replicas.seen_latest(self._replica, await self._run(eventlog.latest(self._ctx)))
 
     async def pending_events(self, older_than: float = 0.0) -> list[RevocationEvent]:
         """Events nobody has published yet, committed at least ``older_than`` s ago."""
