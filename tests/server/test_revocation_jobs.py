@@ -1,0 +1,146 @@
+"""Cohort revocation jobs: the admin API starts a batched revocation and shows its progress
+(``/admin/revocation-jobs``), admin-only and audited per batch, on the real service; the
+job's bookkeeping records a failure instead of losing it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from sjti.errors import BackendError
+from sjti.server.jobs import MAX_RUNNING, RevocationJobs, TooManyJobsError
+from sjti.stores.base import RevocationResult
+
+from .harness import ADMIN, Server, bearer, login, refresh, register
+
+VICTIMS = 5
+
+
+def _poll(client: httpx.Client, url: str, admin: dict[str, str]) -> dict[str, Any]:
+    """The job's progress once it stopped running (bounded wait; the job is tiny)."""
+    deadline = time.monotonic() + 30
+    while True:
+        body: dict[str, Any] = client.get(url, headers=bearer(admin)).json()
+        if body["state"] != "running" or time.monotonic() > deadline:
+            return body
+        time.sleep(0.05)
+
+
+def test_a_cohort_job_revokes_in_batches_and_shows_its_progress(server: Server) -> None:
+    """5 users in batches of 2: 202 with a Location, then done with 3 batches, 5 users,
+    their refresh sessions, 3 consecutive events and 3 audit rows by the admin; their
+    tokens are refused, the admin's (not in the cohort) still work."""
+    with server.client() as client:
+        tokens = []
+        for n in range(VICTIMS):
+            register(client, f"job-user-{n}")
+            tokens.append(login(client, f"job-user-{n}"))
+        server.make_admin()
+        admin = login(client, ADMIN)
+        body = {"cohort": {"role": "user"}, "reason": "incident 7", "batch_size": 2}
+        started = client.post("/admin/revocation-jobs", json=body, headers=bearer(admin))
+        assert started.status_code == 202, started.text
+        assert started.json()["total"] == VICTIMS
+        location = started.headers["Location"]
+        assert location == f"/admin/revocation-jobs/{started.json()['id']}"
+        done = _poll(client, location, admin)
+        assert (done["state"], done["error"]) == ("done", None)
+        assert (done["batches"], done["revoked"]) == (3, VICTIMS)
+        assert done["refresh_sessions_revoked"] == VICTIMS
+        assert done["last_event_id"] - done["first_event_id"] == 2
+        assert done["actor"] == f"admin:{ADMIN}"
+        for t in tokens:
+            assert client.get("/me", headers=bearer(t)).status_code == 401
+            assert refresh(client, t["refresh_token"]).status_code == 400
+        assert client.get("/me", headers=bearer(admin)).status_code == 200
+        trail = client.get("/admin/revocations?limit=3", headers=bearer(admin)).json()
+        assert [r["detail"] for r in trail] == [f"role=user (batch {n})" for n in (3, 2, 1)]
+        assert {(r["actor"], r["reason"]) for r in trail} == {(f"admin:{ADMIN}", "incident 7")}
+        assert trail[0]["id"] == done["last_audit_id"]
+        listed = client.get("/admin/revocation-jobs", headers=bearer(admin)).json()
+        assert listed[0]["id"] == done["id"]
+
+
+def test_jobs_are_admin_only_and_refuse_bad_input(server: Server) -> None:
+    """401 without a token, 403 for a user, 422 for an empty cohort or a batch of 0 or
+    above one event's list, 404 (problem+json) for an unknown job."""
+    with server.client() as client:
+        register(client, "job-mallory")
+        user = login(client, "job-mallory")
+        server.make_admin()
+        admin = login(client, ADMIN)
+        body: dict[str, Any] = {"cohort": {"role": "user"}}
+        assert client.post("/admin/revocation-jobs", json=body).status_code == 401
+        assert (
+            client.post("/admin/revocation-jobs", json=body, headers=bearer(user)).status_code
+            == 403
+        )
+        assert client.get("/admin/revocation-jobs", headers=bearer(user)).status_code == 403
+        bad_bodies: list[dict[str, Any]] = [
+            {"cohort": {}},
+            {**body, "batch_size": 0},
+            {**body, "batch_size": 10_001},
+        ]
+        for bad in bad_bodies:
+            answer = client.post("/admin/revocation-jobs", json=bad, headers=bearer(admin))
+            assert answer.status_code == 422, bad
+        missing = client.get("/admin/revocation-jobs/nope", headers=bearer(admin))
+        assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+        assert client.get("/me", headers=bearer(user)).status_code == 200  # nothing ran
+
+
+def _result(count: int, event_id: int) -> RevocationResult:
+    return RevocationResult(
+        count=count, user_ids=(), dry_run=False, audit_id=event_id, event_id=event_id
+    )
+
+
+def _wait(jobs: RevocationJobs, job_id: str) -> Any:
+    deadline = time.monotonic() + 10
+    while (job := jobs.get(job_id)) is not None and job.state == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return job
+
+
+def test_a_failed_batch_ends_the_job_failed_with_what_committed_before() -> None:
+    """The store fails after one batch: the job says failed (a stable code, no message)
+    and keeps the committed batch's count and event."""
+
+    def revoker(counted: list[int]) -> Iterator[RevocationResult]:
+        counted.append(4)
+        yield _result(10, 41)
+        raise BackendError("secret store unavailable")
+
+    jobs = RevocationJobs(lambda: datetime.now(UTC))
+    job = jobs.start(revoker, description="tenant=a", total=20, actor="admin:x", reason=None)
+    ended = _wait(jobs, job.id)
+    assert (ended.state, ended.error) == ("failed", "temporarily_unavailable")
+    assert (ended.batches, ended.revoked, ended.refresh_sessions_revoked) == (1, 10, 4)
+    assert (ended.first_event_id, ended.last_event_id) == (41, 41)
+    assert ended.finished_at is not None
+
+
+def test_a_node_runs_a_bounded_number_of_jobs_at_once() -> None:
+    """Past MAX_RUNNING running jobs, a new one is refused (TooManyJobsError)."""
+    release = threading.Event()
+
+    def revoker(counted: list[int]) -> Iterator[RevocationResult]:
+        release.wait(10)
+        yield from ()
+
+    jobs = RevocationJobs(lambda: datetime.now(UTC))
+    started = [
+        jobs.start(revoker, description="d", total=0, actor="a", reason=None)
+        for _ in range(MAX_RUNNING)
+    ]
+    with pytest.raises(TooManyJobsError):
+        jobs.start(revoker, description="d", total=0, actor="a", reason=None)
+    release.set()
+    assert all(_wait(jobs, job.id).state == "done" for job in started)
