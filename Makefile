@@ -66,7 +66,7 @@ mutate: install          ## mutation testing of the security core, from a copy i
 bench: install           ## full benchmark against the peers (sjti bench --quick is tested)
 	$(BIN)/sjti bench
 
-bench-http: install      ## /me throughput with and without auth (wrk if installed)
+bench-http: install      ## sjti vs fastapi-users over HTTP: SQLite x1, PostgreSQL+Redis x2 (wrk if installed)
 	$(BIN)/python -m sjti.bench.http
 
 bench-docs: install      ## regenerate docs/benchmark.md from a full run

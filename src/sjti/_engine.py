@@ -1,15 +1,32 @@
-"""The SQLAlchemy engine sjti opens from ``database_url``: SQLite private, in WAL mode."""
+"""The SQLAlchemy engine sjti opens from ``database_url``: SQLite private, in WAL mode.
+
+The pool holds its connections. SQLAlchemy's default (5 pooled + 10 overflow) closes every
+overflow connection as it comes back, so a service whose worker threads (anyio runs up to
+40) query at once opened a new PostgreSQL connection every few requests (~2 000 per 20 s
+of load, each a backend fork and an authentication). :data:`POOL_SIZE` connections are
+kept (more than the 16 request threads a busy worker runs beside the 4 the store's lookup
+lane holds); a burst beyond them borrows up to :data:`MAX_OVERFLOW` more, closed on
+return, so that pool plus overflow covers the threadpool and no thread waits on the pool.
+A connection is recycled after an hour instead of being pinged before every checkout (a
+round trip per query): one that fails is invalidated by SQLAlchemy, with every older one,
+and the store answers BackendError (fail closed).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-__all__ = ["make_engine"]
+__all__ = ["MAX_OVERFLOW", "POOL_SIZE", "make_engine", "pool_options"]
+
+# Per process. The store's lookup lane keeps up to 4 of them (stores/_lookup.py); the rest
+# serve request threads, the bus's event log reads and writes. 2 workers: 40 connections.
+POOL_SIZE: Final = 20
+MAX_OVERFLOW: Final = 20  # 40 in all: anyio's default threadpool
 
 
 def _create_private(path: str | None) -> None:
@@ -21,6 +38,24 @@ def _create_private(path: str | None) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
+def pool_options(url: str) -> dict[str, Any]:
+    """``create_engine`` pool options for ``url``: a fixed pool for a server database,
+    SQLAlchemy's own choice for an in-memory SQLite (one shared connection)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and (
+        not parsed.database or parsed.database == ":memory:" or "mode=memory" in url
+    ):
+        return {}
+    return {
+        "pool_size": POOL_SIZE,
+        "max_overflow": MAX_OVERFLOW,
+        "pool_timeout": 30,
+        "pool_recycle": 3600,
+    }
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite waits for locks and runs in WAL mode (several workers)."""
     from sqlalchemy import create_engine, event
@@ -28,7 +63,9 @@ def make_engine(url: str) -> Engine:
 
     if url.startswith("sqlite"):
         _create_private(make_url(url).database)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, **pool_options(url)
+        )
 
         @event.listens_for(engine, "connect")
         def _wal(dbapi_connection: object, _record: object) -> None:
@@ -38,4 +75,4 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, **pool_options(url))

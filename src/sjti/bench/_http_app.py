@@ -1,8 +1,11 @@
-"""One server for the HTTP bench: the reference app, optionally with auth replaced.
+"""One server for the HTTP bench, started through ``sjti serve``'s own launcher.
 
-``--no-auth`` swaps the bearer dependency of ``/me`` for a plain load of one user's row, so
-the two servers differ only by the token checks (both layers) and nothing else.
-Settings come from ``SJTI_*`` like ``sjti serve``; the user id from SJTI_BENCH_USER_ID.
+``python -m sjti.bench._http_app --no-auth``: the reference app with the bearer dependency
+of ``/me`` swapped for a plain load of one user's row (SJTI_BENCH_USER_ID), so it differs
+from the shipped ``/me`` only by the token checks (both layers).
+``python -m sjti.bench._http_app --peer``: the fastapi-users peer (:mod:`._http_peer`).
+Host, port and workers come from ``SJTI_*`` like ``sjti serve``; every worker builds its
+app from the same variables.
 """
 
 from __future__ import annotations
@@ -11,30 +14,48 @@ import os
 import sys
 from typing import Annotated
 
-import uvicorn
-from fastapi import Depends
+from fastapi import Depends, FastAPI
 
 from ..server.app import create_app
 from ..server.auth import Principal, current_principal, get_services
+from ..server.run import run_app
 from ..server.services import Services
 from ..server.settings import Settings
 from ..server.users import get_by_id
 
+__all__ = ["main", "no_auth_app"]
+
+_FACTORIES = {
+    "--no-auth": "sjti.bench._http_app:no_auth_app",
+    "--peer": "sjti.bench._http_peer:app_from_env",
+}
+
+
+def no_auth_app() -> FastAPI:
+    """The reference app whose ``/me`` loads SJTI_BENCH_USER_ID's row, no token checks."""
+    app = create_app(Settings.load())
+    user_id = os.environ["SJTI_BENCH_USER_ID"]
+
+    def row_only(services: Annotated[Services, Depends(get_services)]) -> Principal:
+        user = get_by_id(services.engine, user_id)
+        if user is None:  # pragma: no cover - the bench registers the user first
+            raise RuntimeError("bench user missing")
+        return Principal({"sub": user_id}, user)
+
+    app.dependency_overrides[current_principal] = row_only
+    return app
+
 
 def main(argv: list[str]) -> int:
+    (flag,) = argv
     settings = Settings.load()
-    app = create_app(settings)
-    if "--no-auth" in argv:
-        user_id = os.environ["SJTI_BENCH_USER_ID"]
-
-        def row_only(services: Annotated[Services, Depends(get_services)]) -> Principal:
-            user = get_by_id(services.engine, user_id)
-            if user is None:  # pragma: no cover - the bench registers the user first
-                raise RuntimeError("bench user missing")
-            return Principal({"sub": user_id}, user)
-
-        app.dependency_overrides[current_principal] = row_only
-    uvicorn.run(app, host="127.0.0.1", port=settings.port, log_level="warning")
+    run_app(
+        _FACTORIES[flag],
+        host="127.0.0.1",
+        port=settings.port,
+        workers=settings.workers,
+        log_level="warning",
+    )
     return 0
 
 

@@ -13,8 +13,8 @@ router = APIRouter(tags=["ops"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
-    """The process answers."""
+async def healthz() -> dict[str, str]:
+    """The process answers (on the event loop: a liveness probe needs no worker thread)."""
     return {"status": "ok"}
 
 
