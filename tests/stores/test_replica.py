@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+import sjti
 from sjti import (
     BoundaryVerifier,
     Claims,
@@ -22,6 +24,7 @@ from sjti import (
     Kek,
     KekRing,
     RevokedTokenError,
+    Settings,
     SigningKey,
     UserVerifier,
 )
@@ -247,3 +250,40 @@ def test_a_replica_needs_postgresql_and_the_cache_trust(
     with pytest.raises(ConfigurationError, match="PostgreSQL"):
         SqlSecretStore(sqlite, ring, replica=engines[1], replica_while=lambda: True)
     sqlite.dispose()
+
+
+def test_configure_wires_the_replica_for_misses_only(
+    cluster: ReplicaCluster,
+    engines: tuple[sa.Engine, sa.Engine],
+    paused: Callable[[], None],
+    tmp_path: Path,
+) -> None:
+    """SJTI_DATABASE_REPLICA_URL through sjti.configure: the race refused, a fresh login
+    accepted, on two configured nodes with their own NOTIFY buses."""
+    settings = Settings(database_url=cluster.primary.url, key_file=str(tmp_path / "keys.json"))
+    with (
+        sjti.configure(settings) as admin,
+        sjti.configure(settings, database_replica_url=cluster.standby.url) as node,
+    ):
+        assert admin.wait_ready(20)
+        assert node.wait_ready(20)
+        assert isinstance(node.store, SqlSecretStore)
+        assert isinstance(admin.store, SqlSecretStore)
+        replica = node.store.replica
+        assert replica is not None
+        assert admin.store.replica is None
+        user = _user()
+        token = admin.issue(user)
+        cluster.standby.catch_up()
+        assert node.verify(token)["sub"] == user
+        assert replica.served == 1
+        paused()
+        event_id = admin.revoke(user, actor="test", reason="race").event_id
+        assert event_id is not None
+        while node.bus is not None and (node.bus.watermark or 0) < event_id:
+            time.sleep(0.005)
+        with pytest.raises(RevokedTokenError):
+            node.verify(token)
+        fresh = admin.sign_in(_user())  # waits until the node applied it
+        assert node.verify(fresh.token)["sid"] == fresh.sid
+        assert replica.served == 1
