@@ -22,6 +22,7 @@ from .._core.wrapping import KekRing
 from ..cache._bus import DEFAULT_PG_CHANNEL
 from ..errors import BackendError
 from ..stores.base import (
+    MAX_LISTED_IDS,
     Acknowledgement,
     Cohort,
     CohortError,
@@ -193,6 +194,7 @@ class RevokeOutcome:
     truncated: bool = False
     event_ids: tuple[int, ...] = ()
     acknowledgement: Acknowledgement | None = None  # with --wait
+    batches: int = 0  # a batched cohort revocation: its committed batches
 
     @classmethod
     def of(cls, results: Sequence[RevocationResult], dry_run: bool) -> RevokeOutcome:
@@ -203,6 +205,20 @@ class RevokeOutcome:
             audit_ids=tuple(r.audit_id for r in results if r.audit_id is not None),
             truncated=any(r.truncated for r in results),
             event_ids=tuple(r.event_id for r in results if r.event_id is not None),
+        )
+
+    def plus(self, batch: RevocationResult) -> RevokeOutcome:
+        """With one more committed batch: ids kept up to MAX_LISTED_IDS (memory stays
+        bounded by a batch however large the cohort)."""
+        ids = sorted((*self.user_ids, *batch.user_ids))
+        return replace(
+            self,
+            count=self.count + batch.count,
+            user_ids=tuple(ids[:MAX_LISTED_IDS]),
+            audit_ids=(*self.audit_ids, *(() if batch.audit_id is None else (batch.audit_id,))),
+            truncated=self.truncated or batch.truncated or len(ids) > MAX_LISTED_IDS,
+            event_ids=(*self.event_ids, *(() if batch.event_id is None else (batch.event_id,))),
+            batches=self.batches + 1,
         )
 
 
@@ -238,6 +254,61 @@ def revoke_ids(
     return RevokeOutcome.of(results, dry_run)
 
 
+def revoke_cohort_batches(
+    store: SqlSecretStore,
+    cohort: Cohort,
+    *,
+    actor: str | None,
+    reason: str | None,
+    batch_size: int = MAX_LISTED_IDS,
+    advance: Callable[[RevokeOutcome], None] = lambda outcome: None,
+) -> RevokeOutcome:
+    """A criteria cohort of any size, batch after batch: each one transaction (keys, the
+    service's refresh sessions, audit row, one event); ``advance`` sees the outcome so
+    far after each commit."""
+    outcome = RevokeOutcome(0, (), False, ())
+    batches = store.revoke_batches(
+        cohort, batch_size=batch_size, actor=actor, reason=reason, also=_also(store)
+    )
+    try:
+        for batch in batches:
+            outcome = outcome.plus(batch)
+            advance(outcome)
+    except BackendError:
+        if not outcome.batches:
+            raise
+        raise CliError(
+            f"database unavailable after revoking {outcome.count} users in "
+            f"{outcome.batches} batches (each committed); running the same command again "
+            "is safe"
+        ) from None
+    return outcome
+
+
+def _cohort_progress(
+    total: int, run: Callable[[Callable[[RevokeOutcome], None]], RevokeOutcome]
+) -> RevokeOutcome:
+    """A bar on a terminal; elsewhere (logs, CI) one plain line per committed batch."""
+    if not err_console.is_terminal:
+
+        def line(outcome: RevokeOutcome) -> None:
+            typer.echo(
+                f"revoked {outcome.count}/{total} users ({outcome.batches} batches)", err=True
+            )
+
+        return run(line)
+    columns = (
+        TextColumn("revoking"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[batches]} batches"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task("revoke", total=total, batches=0)
+        return run(lambda o: progress.update(task, completed=o.count, batches=o.batches))
+
+
 def _default_actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
@@ -269,6 +340,8 @@ def _print(outcome: RevokeOutcome, as_json: bool) -> None:
             "audit_ids": list(outcome.audit_ids),
             "event_ids": list(outcome.event_ids),
         }
+        if outcome.batches:
+            document["batches"] = outcome.batches
         ack = outcome.acknowledgement
         if ack is not None:
             document["acknowledged_by"] = list(ack.acknowledged)
@@ -283,7 +356,8 @@ def _print(outcome: RevokeOutcome, as_json: bool) -> None:
         if outcome.truncated:
             console.print("(list truncated)")
     else:
-        console.print(f"revoked {outcome.count} {noun}")
+        batches = f" in {outcome.batches} batches" if outcome.batches > 1 else ""
+        console.print(f"revoked {outcome.count} {noun}{batches}")
         ack = outcome.acknowledgement
         if ack is not None and ack.complete:
             console.print(f"applied by every live node ({len(ack.acknowledged)})")
@@ -350,6 +424,15 @@ def revoke(
     timeout: Annotated[
         float, typer.Option(help="Seconds --wait waits at most.", min=0.0, max=300.0)
     ] = 5.0,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_LISTED_IDS,
+            help="Cohort filters alone (any size): users per transaction, each with its "
+            "audit row and one event; progress is shown per batch.",
+        ),
+    ] = MAX_LISTED_IDS,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke every token of some users at once (their keys rotate). KEK from SJTI_KEK."""
@@ -371,6 +454,7 @@ def revoke(
             actor=actor or _default_actor(),
             show_progress=not as_json,
             wait=timeout if wait else None,
+            batch_size=batch_size,
         )
     _print(outcome, as_json)
     with cli_errors():
@@ -388,8 +472,10 @@ def revoke_users(
     actor: str | None = None,
     show_progress: bool = False,
     wait: float | None = None,
+    batch_size: int = MAX_LISTED_IDS,
 ) -> RevokeOutcome:
-    """Revoke by ids (``users`` or ``file``), or by cohort ``filters`` (AND ``users``).
+    """Revoke by ids (``users`` or ``file``), or by cohort ``filters`` (AND ``users``;
+    ``filters`` alone: in batches of ``batch_size``).
 
     ``wait``: seconds to wait until every live node applied the last event (events are
     ordered: applying the last means applying them all)."""
@@ -409,46 +495,73 @@ def revoke_users(
     with open_store(database_url) as store:
         if is_service_store(store):
             ids = _service_ids(store, ids)
-        outcome = _revoke_with(store, ids, file, filters, dry_run, reason, actor, show_progress)
+        how = _How(dry_run, reason, actor, show_progress, batch_size)
+        outcome = _revoke_with(store, ids, file, filters, how)
         if wait is not None and not dry_run and outcome.event_ids:
             ack = store.wait_applied(max(outcome.event_ids), timeout=wait)
             outcome = replace(outcome, acknowledgement=ack)
         return outcome
 
 
+@dataclass(frozen=True, slots=True)
+class _How:
+    """The options every kind of selection shares."""
+
+    dry_run: bool
+    reason: str | None
+    actor: str | None
+    show_progress: bool
+    batch_size: int  # cohort filters alone
+
+
 def _revoke_with(
-    store: SqlSecretStore,
-    ids: list[str],
-    file: Path | None,
-    filters: Cohort,
-    dry_run: bool,
-    reason: str | None,
-    actor: str | None,
-    show_progress: bool,
+    store: SqlSecretStore, ids: list[str], file: Path | None, filters: Cohort, how: _How
 ) -> RevokeOutcome:
-    has_filters = not filters.is_empty()
-    if has_filters:
-        cohort = replace(filters, user_ids=frozenset(ids) if ids else None)
+    dry_run, reason, actor = how.dry_run, how.reason, how.actor
+    if not filters.is_empty():
         try:
-            result = store.revoke_cohort(
-                cohort, actor=actor, reason=reason, dry_run=dry_run, also=_also(store)
-            )
+            return _revoke_criteria(store, ids, filters, how)
         except CohortError as exc:
             raise CliError(
                 f"{exc}: selecting by tenant, role, created or last-login date needs the "
                 "store configured with cohort columns (the app's users table); "
                 "--user, --file and --rotated-before work without"
             ) from None
-        return RevokeOutcome.of([result], dry_run)
     if len(ids) == 1 and file is None:
         return _revoke_one(store, ids[0], actor=actor, reason=reason, dry_run=dry_run)
 
     def run(advance: Callable[[int], None]) -> RevokeOutcome:
         return revoke_ids(store, ids, actor=actor, reason=reason, dry_run=dry_run, advance=advance)
 
-    if show_progress and len(ids) > BATCH_SIZE:
+    if how.show_progress and len(ids) > BATCH_SIZE:
         return _with_progress(len(ids), run)
     return run(lambda n: None)
+
+
+def _revoke_criteria(
+    store: SqlSecretStore, ids: list[str], filters: Cohort, how: _How
+) -> RevokeOutcome:
+    """Criteria AND ids: one transaction (the ids bound it). Criteria alone: any size,
+    so in batches, previewed first (the dry run, and the progress's total)."""
+    dry_run, reason, actor, batch_size = how.dry_run, how.reason, how.actor, how.batch_size
+    if ids:
+        cohort = replace(filters, user_ids=frozenset(ids))
+        result = store.revoke_cohort(
+            cohort, actor=actor, reason=reason, dry_run=dry_run, also=_also(store)
+        )
+        return RevokeOutcome.of([result], dry_run)
+    preview = store.preview_batches(filters)
+    if dry_run:
+        return RevokeOutcome.of([preview], dry_run)
+
+    def run(advance: Callable[[RevokeOutcome], None]) -> RevokeOutcome:
+        return revoke_cohort_batches(
+            store, filters, actor=actor, reason=reason, batch_size=batch_size, advance=advance
+        )
+
+    if how.show_progress and preview.count > batch_size:
+        return _cohort_progress(preview.count, run)
+    return run(lambda outcome: None)
 
 
 def _revoke_one(
