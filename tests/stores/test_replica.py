@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 import sjti
 from sjti import (
@@ -33,6 +34,7 @@ from sjti.cache import CachedKeys, KeyCache
 from sjti.cache.pg_bus import PgNotifyBus
 from sjti.errors import ConfigurationError
 from sjti.stores.sql import SqlSecretStore, upgrade
+from sjti.stores.sql_async import AsyncSqlSecretStore
 
 from ._replica_cluster import ReplicaCluster
 
@@ -287,3 +289,38 @@ def test_configure_wires_the_replica_for_misses_only(
         fresh = admin.sign_in(_user())  # waits until the node applied it
         assert node.verify(fresh.token)["sid"] == fresh.sid
         assert replica.served == 1
+
+
+@pytest.mark.anyio
+async def test_the_async_store_proves_the_replica_current_too(
+    cluster: ReplicaCluster,
+    admin: SqlSecretStore,
+    ring: KekRing,
+    paused: Callable[[], None],
+    anyio_backend: str,
+) -> None:
+    """AsyncSqlSecretStore: the same proof, the same fallback (its bus reads the log
+    through the same two methods, called here as the bus would)."""
+    primary = create_async_engine(cluster.primary.url)
+    standby = create_async_engine(cluster.standby.url)
+    node = AsyncSqlSecretStore(primary, ring, replica=standby, replica_while=lambda: True)
+    try:
+        watermark = await node.latest_event_id()
+        user = _user()
+        admin.ensure(user)
+        cluster.standby.catch_up()
+        old = await node.load_secret(user)
+        assert node.replica is not None
+        assert node.replica.served == 1
+        paused()
+        event_id = admin.revoke(user).event_id
+        assert event_id is not None
+        page = await node.events_after(watermark)
+        assert event_id in [event.id for event in page.events]
+        new = await node.load_secret(user)
+        assert new == admin.load_secret(user)
+        assert new != old
+        assert node.replica.served == 1
+    finally:
+        await primary.dispose()
+        await standby.dispose()
