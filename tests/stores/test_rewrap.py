@@ -7,7 +7,7 @@ whose primary is a new KEK (old one after it), rewrap, and finally with the new 
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,3 +158,34 @@ async def test_batch_size_must_be_positive(harness: Harness, mode: str) -> None:
     for bad in (0, -1):
         with pytest.raises(ConfigurationError):
             rotated.store.rewrap(bad)
+
+
+def test_unwrap_texts_opens_a_batch_like_unwrap_str_and_refuses_what_it_refuses() -> None:
+    """The re-wrap's bulk unwrap: one KEK's batch opens in one pass, a mixed batch opens
+    one by one, and a tampered text, another user's text, a KEK column that disagrees, a
+    character outside base64url or an unknown KEK is the one opaque UnwrapError."""
+    both = KekRing([NEW, OLD])
+    ids = [str(i) for i in range(40)]
+    keys = [bytes([i]) * 32 for i in range(40)]
+    under_old = KekRing([OLD]).wrap_texts(ids, keys)
+    assert both.unwrap_texts(ids, under_old) == keys
+    assert both.unwrap_texts(ids, under_old, [OLD.kid] * 40) == keys
+    mixed = under_old[:20] + both.wrap_texts(ids[20:], keys[20:])
+    assert both.unwrap_texts(ids, mixed) == keys
+    assert both.unwrap_texts([], []) == []
+    flipped = under_old[7][:-3] + ("A" if under_old[7][-3] != "A" else "B") + under_old[7][-2:]
+    plus = under_old[7][:-3] + "+" + under_old[7][-2:]
+    refused: list[tuple[list[str], list[str], Sequence[str | None] | None]] = [
+        (ids, [*under_old[:7], flipped, *under_old[8:]], None),
+        (ids, [*under_old[:7], plus, *under_old[8:]], None),
+        (list(reversed(ids)), under_old, None),  # each text bound to its own user
+        (ids, under_old, [OLD.kid] * 39 + [NEW.kid]),
+        (ids, [*under_old[:39], "v1.old_k." + "A" * 81], None),
+    ]
+    for user_ids, texts, kek_ids in refused:
+        with pytest.raises(UnwrapError):
+            both.unwrap_texts(user_ids, texts, kek_ids)
+    with pytest.raises(UnwrapError):
+        KekRing([NEW]).unwrap_texts(ids, under_old)  # the old KEK is gone
+    with pytest.raises(ConfigurationError):
+        both.unwrap_texts(ids, under_old[:3])

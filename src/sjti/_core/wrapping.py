@@ -48,6 +48,7 @@ _DOMAIN = b"sjti/wrapped-user-key"
 _NONCE_SIZE = 12
 _TAG_SIZE = 16
 _BLOB_SIZE = _NONCE_SIZE + USER_KEY_SIZE + _TAG_SIZE
+_BLOB_TEXT = _BLOB_SIZE // 3 * 4  # its base64 length: 60 bytes, 80 characters, no padding
 # Generous bound on the text form, checked before any parsing.
 _MAX_TEXT_LEN = 512
 _KID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -162,6 +163,20 @@ def _split_text(text: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
+def _common_head(texts: Sequence[str]) -> str:
+    """``v1.<kek_id>.`` if every text is that head and one blob's text, else ``""``."""
+    first = texts[0] if texts else None
+    if not isinstance(first, str) or not first.startswith(f"{_VERSION}."):
+        return ""
+    head = first[: first.find(".", len(_VERSION) + 1) + 1]
+    size = len(head) + _BLOB_TEXT
+    if not head or not all(
+        isinstance(t, str) and len(t) == size and t.startswith(head) for t in texts
+    ):
+        return ""
+    return head
+
+
 def _decode_blob(encoded: str) -> bytes:
     try:
         blob = _b64url_decode(encoded)
@@ -230,7 +245,9 @@ class KekRing:
         """``[self.wrap(uid, key).to_str() for ...]`` for bulk work (a revocation or a KEK
         re-wrap of a million users): each user's key sealed under the primary KEK, in the
         text form. ``user_keys``: one per id; by default a fresh random key each. The
-        random keys and nonces come from one read of the OS random source per call.
+        random keys and nonces come from one read of the OS random source per call, and
+        the blobs are base64-encoded in one pass (a blob is 60 bytes, a multiple of 3, so
+        the encoding of all of them is each one's encoding, end to end).
         """
         count = len(user_ids)
         if user_keys is None:
@@ -238,23 +255,60 @@ class KekRing:
             user_keys = [fresh[i : i + USER_KEY_SIZE] for i in range(0, len(fresh), USER_KEY_SIZE)]
         elif len(user_keys) != count:
             raise ConfigurationError("wrap_texts needs one user key per user id")
+        elif not all(isinstance(k, bytes) and len(k) == USER_KEY_SIZE for k in user_keys):
+            raise InvalidKeyError(f"user key must be exactly {USER_KEY_SIZE} bytes")
+        if not all(isinstance(user_id, str) and user_id for user_id in user_ids):
+            raise ConfigurationError("user id must be a non-empty string")
         nonces = secrets.token_bytes(_NONCE_SIZE * count)
         kid = self.primary.kid
-        aead, prefix, head = self._aeads[kid], self._aads[kid], f"{_VERSION}.{kid}."
-        texts = []
-        for i, (user_id, user_key) in enumerate(zip(user_ids, user_keys, strict=True)):
-            if not isinstance(user_key, bytes) or len(user_key) != USER_KEY_SIZE:
-                raise InvalidKeyError(f"user key must be exactly {USER_KEY_SIZE} bytes")
-            if not isinstance(user_id, str) or not user_id:
-                raise ConfigurationError("user id must be a non-empty string")
-            try:
+        encrypt, prefix = self._aeads[kid].encrypt, self._aads[kid]
+        blobs: list[bytes] = []
+        try:
+            for i, (user_id, user_key) in enumerate(zip(user_ids, user_keys, strict=True)):
                 encoded_id = user_id.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ConfigurationError("user id must be encodable as UTF-8") from None
-            nonce = nonces[i * _NONCE_SIZE : (i + 1) * _NONCE_SIZE]
-            sealed = aead.encrypt(nonce, user_key, prefix + _length_prefixed(encoded_id))
-            texts.append(head + _b64url_encode(nonce + sealed))
-        return texts
+                nonce = nonces[i * _NONCE_SIZE : (i + 1) * _NONCE_SIZE]
+                blobs.append(nonce)
+                blobs.append(encrypt(nonce, user_key, prefix + _length_prefixed(encoded_id)))
+        except UnicodeEncodeError:
+            raise ConfigurationError("user id must be encodable as UTF-8") from None
+        text = _b64url_encode(b"".join(blobs))
+        head = f"{_VERSION}.{kid}."
+        return [head + text[i : i + _BLOB_TEXT] for i in range(0, len(text), _BLOB_TEXT)]
+
+    def unwrap_texts(
+        self,
+        user_ids: Sequence[str],
+        texts: Sequence[str],
+        kek_ids: Sequence[str | None] | None = None,
+    ) -> list[bytes]:
+        """``[self.unwrap_str(uid, text, kek_id=k) for ...]`` for a KEK re-wrap: the same
+        checks and the same opaque :class:`UnwrapError` if any text does not open.
+
+        When every text has one KEK's exact shape (the usual case: a batch under the old
+        KEK), the blobs are decoded in one strict pass; anything else takes the one-by-one
+        path, which refuses exactly what :meth:`unwrap_str` refuses.
+        """
+        if len(texts) != len(user_ids) or (kek_ids is not None and len(kek_ids) != len(texts)):
+            raise ConfigurationError("unwrap_texts needs one text per user id")
+        head = _common_head(texts)
+        kid = head[len(_VERSION) + 1 : -1]
+        if kid not in self._aeads or (kek_ids is not None and any(k != kid for k in kek_ids)):
+            given = kek_ids if kek_ids is not None else [None] * len(texts)
+            opened = self.unwrap_str
+            return [opened(u, t, kek_id=k) for u, t, k in zip(user_ids, texts, given, strict=True)]
+        if not all(isinstance(user_id, str) and user_id for user_id in user_ids):
+            raise UnwrapError()
+        try:
+            blobs = _b64url_decode("".join([text[len(head) :] for text in texts]))
+            decrypt, prefix = self._aeads[kid].decrypt, self._aads[kid]
+            keys = []
+            for i, user_id in enumerate(user_ids):
+                blob = blobs[i * _BLOB_SIZE : (i + 1) * _BLOB_SIZE]
+                aad = prefix + _length_prefixed(user_id.encode("utf-8"))
+                keys.append(decrypt(blob[:_NONCE_SIZE], blob[_NONCE_SIZE:], aad))
+        except (InvalidTag, ValueError):  # UnicodeError is a ValueError
+            raise UnwrapError() from None
+        return keys
 
     def unwrap(self, user_id: str, wrapped: WrappedSecret) -> bytes:
         """Open ``wrapped`` for ``user_id``; any failure raises the opaque :class:`UnwrapError`."""

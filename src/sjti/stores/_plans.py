@@ -568,11 +568,8 @@ def rewrap_batch(
 
     def rewrapped(rows: Sequence[Sequence[Any]]) -> list[str]:
         ids = [str(row[0]) for row in rows]
-        keys = [
-            rv.open_secret(ring, user_id, row[1], row[2] if len(row) > 2 else None)
-            for user_id, row in zip(ids, rows, strict=True)
-        ]
-        return ring.wrap_texts(ids, keys)
+        kek_ids = [row[2] for row in rows] if ctx.target.kek_id is not None else None
+        return ring.wrap_texts(ids, ring.unwrap_texts(ids, [row[1] for row in rows], kek_ids))
 
     def plan() -> Plan[tuple[int, Any]]:
         (found,) = yield Fetch(st.select_rewrap(ctx, batch_size, after=after))
