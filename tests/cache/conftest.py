@@ -1,24 +1,40 @@
 """Helpers for the cache and bus tests: a store shim, polling with a deadline, a float
-clock, and a redis-server of our own that can be killed and restarted."""
+clock, a redis-server of our own that can be killed and restarted, and a SQLite store
+with an event log (``store``; a module may define its own)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from sjti import Kek, KekRing
 from sjti.stores import MemorySecretStore
+from sjti.stores.sql import OwnedTable, SqlSecretStore, upgrade
 
 from ..services import RedisProcess
 
-__all__ = ["FloatClock", "RedisProcess", "StoreSource", "wait_until"]
+__all__ = ["KEY_RING", "FloatClock", "RedisProcess", "StoreSource", "wait_until"]
+
+KEY_RING = KekRing([Kek.generate("k1")])
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     """redis.asyncio and the cache's async flights are asyncio-only."""
     return "asyncio"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Generator[SqlSecretStore, None, None]:
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/log.db")
+    layout = OwnedTable("secrets", events_table="events", nodes_table="nodes")
+    upgrade(engine, layout)
+    yield SqlSecretStore(engine, KEY_RING, layout)
+    engine.dispose()
 
 
 class StoreSource:

@@ -15,28 +15,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from sjti.stores.sql import OwnedTable, SqlSecretStore, upgrade
+from sjti.stores.sql import SqlSecretStore
 
 from .conftest import wait_until
-from .test_event_log_bus import KEY_RING, Node
+from .test_event_log_bus import Node
 
 pytestmark = pytest.mark.service
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Generator[SqlSecretStore, None, None]:
-    engine = sa.create_engine(f"sqlite:///{tmp_path}/log.db")
-    layout = OwnedTable("secrets", events_table="events", nodes_table="nodes")
-    upgrade(engine, layout)
-    yield SqlSecretStore(engine, KEY_RING, layout)
-    engine.dispose()
 
 
 def hold_the_gil(seconds: float) -> None:

@@ -10,14 +10,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from sjti import Kek, KekRing
 from sjti.cache import KeyCache
 from sjti.cache.redis_bus import RedisBus
 from sjti.stores.sql import OwnedTable, SqlSecretStore, upgrade
 
-from .conftest import RedisProcess, wait_until
-
-KEY_RING = KekRing([Kek.generate("k1")])
+from .conftest import KEY_RING, RedisProcess, wait_until
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

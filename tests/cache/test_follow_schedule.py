@@ -297,16 +297,31 @@ def test_a_dead_link_is_still_found_when_the_plan_ran_late() -> None:
     assert h.states == ["connected", "disconnected:HealthCheckFailed"]
 
 
-def test_traffic_is_proof_of_life() -> None:
-    """Any Receive that reports the link alive renews trust and the health deadline."""
+def test_a_pong_trusts_from_when_its_ping_went_out_and_traffic_renews_nothing() -> None:
+    """Messages prove nothing about what is behind them, so they never renew the lease. A
+    pong read 0.25 s after its ping went out trusts for what is left of a lease counted
+    from the ping (0.25 s); one read more than a lease late trusts nothing, and the link
+    is kept (it did answer)."""
     h = Harness(has_log=True, health=0.25, poll=10.0)
     h.ping = False
-    h.alive = True
+    h.alive = True  # every read finds something, but no pong yet: nothing renews
     h.run_until("1000 Connected(True)")
-    h.until(lambda: h.clock.now >= 1002)
+    assert h.run_until("1000.25 Ping")[:-1] == [
+        "1000 Receive(0.1)",
+        "1000.1 Receive(0.1)",
+        "1000.2 Receive(0.05)",
+    ]
+    h.slow[follow.Receive] = 0.15  # the pong is read at 1000.5
+    h.step()
+    assert h.trace[-2:] == ["1000.25 Receive(0.1)", "cache.mark_trusted(0.25)"]
+    h.alive = False
+    h.run_until("1000.5 Ping")
+    h.alive = True
+    h.slow[follow.Receive] = 0.6  # read at 1001.2, 0.7 s after the ping
+    h.step()
+    h.step()
+    assert h.trace[-2:] == ["1000.5 Receive(0.1)", "1001.2 Ping"]
     assert h.states == ["connected"]
-    receives = sum("Receive" in line for line in h.trace)
-    assert receives == h.trace.count("cache.mark_trusted(0.5)") - 1  # + the one on connect
 
 
 def test_a_successful_reconnect_resets_the_backoff() -> None:

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 import sjti
 from sjti.cache.redis_cluster_bus import RedisClusterBus
-from sjti.stores.sql import OwnedTable, SqlSecretStore, upgrade
+from sjti.stores.sql import SqlSecretStore
 
 from .conftest import wait_until
 from .redis_cluster import LocalRedisCluster
-from .test_event_log_bus import KEY_RING, Node
+from .test_event_log_bus import Node
 
 pytestmark = pytest.mark.service
 
@@ -38,15 +37,6 @@ def redis_cluster() -> Generator[LocalRedisCluster, None, None]:
         yield cluster
     finally:
         cluster.stop()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Generator[SqlSecretStore, None, None]:
-    engine = sa.create_engine(f"sqlite:///{tmp_path}/log.db")
-    layout = OwnedTable("secrets", events_table="events", nodes_table="nodes")
-    upgrade(engine, layout)
-    yield SqlSecretStore(engine, KEY_RING, layout)
-    engine.dispose()
 
 
 @pytest.fixture

@@ -6,11 +6,12 @@ fail closed, back off) is written once in :mod:`sjti.cache._follow`; here a thre
 transport (Redis pub/sub, PostgreSQL LISTEN) only opens a *session* that is subscribed
 when ``open`` returns, yields payloads from ``poll`` and answers ``ping``.
 
-Every proof of liveness (a pong, a message) renews the cache's trust lease
-(``2 x health_check_interval``); any error, or no proof for a lease, makes the cache
-bypassed at once. The lease also covers a listener that hangs without raising. The link
-itself is declared lost only when a ping is still unanswered at a read begun a lease after
-it: a listener that merely ran late (a busy CPU) is not mistaken for a dead server.
+Every answered ping renews the cache's trust lease: ``2 x health_check_interval``
+counted from when that ping went out, since an answer proves only what the server pushed
+before it (messages renew nothing). Any error, or no fresh answer for a lease, makes the
+cache bypassed at once; the lease also covers a listener that hangs without raising. The
+link itself is declared lost only when a ping is still unanswered at a read begun a lease
+after it: a listener that merely ran late (a busy CPU) is not mistaken for a dead server.
 
 With an event log (``log=``, a SQL store) a bus also keeps a watermark, replays what it
 missed after an outage instead of clearing, polls ``max(id)`` every ``poll_interval``,
@@ -61,19 +62,20 @@ _TICK: Final = follow.TICK
 
 
 class SyncSession(Protocol):
-    def poll(self, timeout: float) -> tuple[list[str | bytes], bool]:
-        """Payloads received within ``timeout``, and whether the link proved alive."""
+    def poll(self, timeout: float) -> tuple[list[str | bytes], int]:
+        """Payloads received within ``timeout``, and how many pings were answered."""
         ...
 
     def ping(self) -> bool:
-        """Send a health check; ``True`` if it already proved the link alive."""
+        """Send a health check; ``True`` if already answered (a round trip), ``False`` if
+        the answer will come through ``poll``."""
         ...
 
     def close(self) -> None: ...
 
 
 class AsyncSession(Protocol):
-    async def poll(self, timeout: float) -> tuple[list[str | bytes], bool]: ...
+    async def poll(self, timeout: float) -> tuple[list[str | bytes], int]: ...
 
     async def ping(self) -> bool: ...
 

@@ -6,8 +6,9 @@ The plan, per connection::
     Connect (subscribed, confirmed)
       -> catch up from the event log: replay every event after the watermark
          (or, first time / gap pruned: clear and start at the log's newest id)
-      -> trust the cache for one lease; Heartbeat(watermark)
-      -> listen: Receive payloads; Ping every health check; every poll interval
+      -> trust the cache for one lease from the Connect; Heartbeat(watermark)
+      -> listen: Receive payloads; Ping every health check (each answer trusts for a
+         lease from when its ping went out); every poll interval
          Latest (the cheap max(id)), catch up if it moved, Heartbeat, Republish
     any error -> the cache is bypassed at once (kept, for the replay) -> Sleep(backoff)
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -110,7 +112,8 @@ class Connected:
 
 @dataclass(frozen=True, slots=True)
 class Receive:
-    """-> ``(payloads, alive)``: what arrived within ``timeout`` seconds."""
+    """-> ``(payloads, answers)``: what arrived within ``timeout`` seconds, and how many
+    pings were answered meanwhile (in the order they were sent)."""
 
     timeout: float
 
@@ -206,14 +209,15 @@ class Follower:
         failures = 0
         while True:
             try:
+                opened = self.clock()
                 yield Connect()
                 if self.has_log:
                     yield from self._catch_up()
-                    self.cache.mark_trusted(self.lease)
+                    self._renew(opened)  # the subscription is the first answer
                 else:
                     # Subscribed first; now clear and trust: nothing committed before
                     # this point can be served stale, and everything after reaches us.
-                    self.cache.resync(self.lease)
+                    self.cache.resync(max(0.0, opened + self.lease - self.clock()))
                 self.on_state("connected")
                 yield Connected(True)
                 failures = 0
@@ -298,16 +302,18 @@ class Follower:
         start = clock()
         next_ping = start + self.interval
         next_poll = start + self.poll_interval
-        unanswered: float | None = None  # when the oldest ping still without proof went out
+        # Pings still without an answer, oldest first: (before the write, after it).
+        pending: deque[tuple[float, float]] = deque()
         while True:
             now = clock()
             if now >= next_ping:
                 next_ping = now + self.interval
+                sent = clock()
                 if (yield Ping()):
-                    unanswered = None
-                    self.cache.mark_trusted(self.lease)
-                elif unanswered is None:
-                    unanswered = clock()  # after the write: the server has had it since
+                    pending.clear()
+                    self._renew(sent)
+                else:
+                    pending.append((sent, clock()))
             if self.has_log and now >= next_poll:
                 next_poll = now + self.poll_interval
                 yield from self._poll()
@@ -320,19 +326,34 @@ class Follower:
                 else next_ping
             )
             looked_at = clock()
-            payloads, alive = yield Receive(min(TICK, max(0.0, soonest - looked_at)))
+            payloads, answers = yield Receive(min(TICK, max(0.0, soonest - looked_at)))
             for payload in payloads:
                 yield from self._apply(payload)
-            if alive:
-                unanswered = None
-                self.cache.mark_trusted(self.lease)
-            elif unanswered is not None and looked_at - unanswered > self.lease:
+            answered = None
+            for _ in range(min(int(answers), len(pending))):
+                answered = pending.popleft()  # answers come back in the order pings went
+            if answered is not None:
+                self._renew(answered[0])
+            if pending and looked_at - pending[0][1] > self.lease:
                 # Judged on what the server did, never on how late this thread ran: the
                 # read began a full lease after the ping went out, so an answer sent in
                 # time was already waiting to be read, however starved we were. A slow
                 # CPU only lets the cache's own lease lapse (bypass, fail closed) until
-                # this read renews it; it never drops the link and forces a resync.
+                # a fresh answer renews it; it never drops the link and forces a resync.
                 raise HealthCheckFailed()
+
+    def _renew(self, since: float) -> None:
+        """Trust the cache for a lease from ``since``, when the answered request went out.
+
+        An answer proves only that everything the server pushed before answering has been
+        read; what it pushed later may still be on its way (a stalled path), however late
+        the answer itself was read. So the lease runs from the request, never from the
+        read, and messages (hints) renew nothing: a hint read late proves nothing about
+        the ones behind it.
+        """
+        left = since + self.lease - self.clock()
+        if left > 0:
+            self.cache.mark_trusted(left)
 
     def _poll(self) -> Generator[Op, Any, None]:
         """The one gap pub/sub cannot see: an event committed but never published."""

@@ -95,13 +95,13 @@ class _PgSession:
             raise
         return cls(conn, channel)
 
-    def poll(self, timeout: float) -> tuple[list[str | bytes], bool]:
+    def poll(self, timeout: float) -> tuple[list[str | bytes], int]:
         payloads: list[str | bytes] = [
             notify.payload
             for notify in self._conn.notifies(timeout=timeout, stop_after=1)
             if notify.channel == self._channel
         ]
-        return payloads, bool(payloads)
+        return payloads, 0  # SELECT 1 answers pings
 
     def ping(self) -> bool:
         self._conn.execute("SELECT 1")
@@ -228,13 +228,13 @@ class _AsyncPgSession:
             raise
         return cls(conn, channel)
 
-    async def poll(self, timeout: float) -> tuple[list[str | bytes], bool]:
+    async def poll(self, timeout: float) -> tuple[list[str | bytes], int]:
         payloads: list[str | bytes] = [
             notify.payload
             async for notify in self._conn.notifies(timeout=timeout, stop_after=1)
             if notify.channel == self._channel
         ]
-        return payloads, bool(payloads)
+        return payloads, 0  # SELECT 1 answers pings
 
     async def ping(self) -> bool:
         await self._conn.execute("SELECT 1")

@@ -28,9 +28,9 @@ class _NoTransport:
     def __init__(self, stop: threading.Event) -> None:
         self._stop = stop
 
-    def poll(self, timeout: float) -> tuple[list[str | bytes], bool]:
+    def poll(self, timeout: float) -> tuple[list[str | bytes], int]:
         self._stop.wait(timeout)
-        return [], True
+        return [], 0
 
     def ping(self) -> bool:
         return True

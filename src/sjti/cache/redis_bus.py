@@ -84,16 +84,17 @@ def _is_subscribed(message: Mapping[str, Any] | None, channel: str, kind: str) -
     return (name.decode() if isinstance(name, bytes) else name) == channel
 
 
-def _payloads(message: Mapping[str, Any]) -> str | bytes | None:
-    """A message's payload, ``None`` for a pong; raise if the server ended our
-    subscription (a cluster slot moved away: SUNSUBSCRIBE from the server)."""
+def _sort(message: Mapping[str, Any], payloads: list[str | bytes]) -> int:
+    """Add a message's payload to ``payloads``; 1 for the answer to our ping, else 0.
+    Raise if the server ended our subscription (a cluster slot moved: SUNSUBSCRIBE)."""
     kind = message["type"]
     if kind in ("message", "smessage"):
-        data: str | bytes = message["data"]
-        return data
-    if kind in ("unsubscribe", "sunsubscribe"):
+        payloads.append(message["data"])
+    elif kind in ("unsubscribe", "sunsubscribe"):
         raise ConnectionError("subscription ended by the server")
-    return None
+    elif kind == "pong":
+        return 1
+    return 0
 
 
 class _RedisSession:
@@ -124,17 +125,14 @@ class _RedisSession:
             raise
         return cls(client, pubsub)
 
-    def poll(self, timeout: float) -> tuple[list[str | bytes], bool]:
+    def poll(self, timeout: float) -> tuple[list[str | bytes], int]:
         payloads: list[str | bytes] = []
-        alive = False
+        pongs = 0
         message = self._pubsub.get_message(timeout=timeout)
         while message is not None:
-            alive = True
-            payload = _payloads(message)
-            if payload is not None:
-                payloads.append(payload)
+            pongs += _sort(message, payloads)
             message = self._pubsub.get_message(timeout=0.0)
-        return payloads, alive
+        return payloads, pongs
 
     def ping(self) -> bool:
         self._pubsub.ping(_PING)
@@ -275,17 +273,14 @@ class _AsyncRedisSession:
             raise
         return cls(client, pubsub)
 
-    async def poll(self, timeout: float) -> tuple[list[str | bytes], bool]:
+    async def poll(self, timeout: float) -> tuple[list[str | bytes], int]:
         payloads: list[str | bytes] = []
-        alive = False
+        pongs = 0
         message = await self._pubsub.get_message(timeout=timeout)
         while message is not None:
-            alive = True
-            payload = _payloads(message)
-            if payload is not None:
-                payloads.append(payload)
+            pongs += _sort(message, payloads)
             message = await self._pubsub.get_message(timeout=0.0)
-        return payloads, alive
+        return payloads, pongs
 
     async def ping(self) -> bool:
         await self._pubsub.ping(_PING)
