@@ -141,6 +141,26 @@ class LocalRedisCluster:
             target.close()
         self.wait_ok()
 
+    def epoch(self, port: int) -> int:
+        text = self._info(port)
+        return int(text.split("cluster_my_epoch:")[1].split()[0])
+
+    def claim_and_publish(self, channel: str, port: int, message: str) -> int:
+        """``port`` alone takes ``channel``'s slot (the first step of a reshard, or a
+        view not yet gossiped) and a publisher that already routes there sends
+        ``message``: one write, so no gossip lands between the two. The receivers."""
+        node = self.client(port)
+        try:
+            slot = int(node.execute_command("CLUSTER", "KEYSLOT", channel))
+            pipe = node.pipeline(transaction=False)
+            pipe.execute_command(
+                "CLUSTER", "SETSLOT", slot, "NODE", node.execute_command("CLUSTER", "MYID")
+            )
+            pipe.execute_command("SPUBLISH", channel, message)
+            return int(pipe.execute()[1])
+        finally:
+            node.close()
+
     def kill9(self, port: int) -> None:
         proc = self.procs.pop(port)
         proc.kill()

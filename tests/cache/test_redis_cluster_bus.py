@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 
 import sjti
+from sjti._core.invalidation import encode_event
+from sjti.cache import KeyCache
 from sjti.cache.redis_cluster_bus import RedisClusterBus
+from sjti.errors import ConfigurationError
 from sjti.stores.sql import SqlSecretStore
 
 from .conftest import wait_until
@@ -151,6 +154,52 @@ def test_a_moved_slot_ends_the_subscription_and_the_bus_follows_it(
     finally:
         revoking.bus.close()
         other.bus.close()
+
+
+def test_a_hint_sent_to_a_node_that_claims_the_slot_is_lost_while_the_owner_answers(
+    redis_cluster: LocalRedisCluster, store: SqlSecretStore
+) -> None:
+    """Attack: the cluster's views of the slot diverge (a reshard's first step on the new
+    owner, gossip not yet settled) and a publisher routes the hint to the claimant. It
+    reaches nobody, while the subscription on the old owner keeps answering pings: no
+    health check on the link can see the loss, and once the views settle nothing ever
+    unsubscribes us. Only the event log's poll finds the event, so the cluster bus
+    refuses to run without one (first version: a log-less bus kept the revoked key until
+    ``max_age``)."""
+    while True:  # a claimant with a lower epoch than the owner: the owner keeps the slot
+        channel = f"sjti-test:{secrets.token_hex(4)}"
+        owner = redis_cluster.owner(channel)
+        lower = [
+            p for p in redis_cluster.ports if redis_cluster.epoch(p) < redis_cluster.epoch(owner)
+        ]
+        if lower:
+            break
+    node = cluster_node(store, redis_cluster.url, channel, relay=False)
+    watcher = redis_cluster.client(owner).pubsub()
+    try:
+        watcher.ssubscribe(channel)
+        store.ensure("alice")
+        old = node.cached(store, "alice")
+        event_id = store.revoke("alice").event_id  # committed; nobody relays it
+        assert event_id is not None
+        hint = encode_event(event_id, ["alice"])
+        assert redis_cluster.claim_and_publish(channel, lower[0], hint) == 0
+        watcher.ping("after")
+        kinds = []
+        while not kinds or kinds[-1] != "pong":
+            message = watcher.get_message(timeout=1)
+            assert message is not None
+            kinds.append(message["type"])
+        assert "smessage" not in kinds  # the owner answered; the hint never came
+        assert wait_until(lambda: node.bus.watermark == event_id, timeout=5)  # the poll
+        assert node.cached(store, "alice") != old
+        assert wait_until(lambda: redis_cluster.owner(channel) == owner)
+        with pytest.raises(ConfigurationError, match="event log"):
+            RedisClusterBus(KeyCache(), redis_cluster.url, channel=channel)
+    finally:
+        watcher.close()
+        node.bus.close()
+        redis_cluster.wait_ok()
 
 
 def test_the_factory_wires_the_cluster_bus_from_settings(

@@ -27,6 +27,15 @@ The listener owns its subscription
 Publishing goes through the cluster client, which follows ``MOVED`` and refreshes its
 slot map on its own; a publish that still fails leaves the event in the log (see
 :meth:`~sjti.cache.redis_bus.RedisBus.relay`).
+
+An event log is required
+    While the cluster's views of the slot diverge (a reshard's first step on the new
+    owner, a failover not yet gossiped), a publisher may route a hint to a node we are not
+    subscribed on: it reaches nobody, and our subscription on the old owner keeps
+    answering pings, so no health check on the link can see the loss (and if the old
+    owner keeps the slot, nothing ever unsubscribes us). The poll of the log's
+    ``max(id)`` every ``poll_interval`` is what finds such an event; without a log the
+    revoked key would be served until ``max_age``.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
+from ..errors import ConfigurationError
+from .keycache import KeyCache
 from .redis_bus import RedisBus, _listener_options, _publisher_options
 
 __all__ = ["RedisClusterBus"]
@@ -47,7 +58,8 @@ class RedisClusterBus(RedisBus):
     """:class:`~sjti.cache.redis_bus.RedisBus` on a Redis Cluster's sharded pub/sub.
 
     ``url`` names any node of the cluster (``redis://host:port``); the others are found
-    from it. Other arguments as for :class:`~sjti.cache.redis_bus.RedisBus`.
+    from it. ``log`` (a SQL store) is required. Other arguments as for
+    :class:`~sjti.cache.redis_bus.RedisBus`.
 
     >>> bus = RedisClusterBus(cache, "redis://10.0.0.5:7000", log=store).start()  # doctest: +SKIP
     >>> store.add_event_listener(bus.relay)                                        # doctest: +SKIP
@@ -55,6 +67,15 @@ class RedisClusterBus(RedisBus):
 
     _sharded = True
     _kind = "redis-cluster"
+
+    def __init__(self, cache: KeyCache, url: str, **options: Any) -> None:
+        if options.get("log") is None:
+            raise ConfigurationError(
+                "RedisClusterBus needs an event log (log=store): a hint routed to another "
+                "shard while the cluster's views diverge is lost with the link alive, and "
+                "only the log's poll finds it"
+            )
+        super().__init__(cache, url, **options)
 
     def _make_publisher(self) -> RedisCluster:
         return RedisCluster.from_url(
