@@ -136,7 +136,7 @@ def run(
             measures += measures_of(runs)
             bulk = details(runs)
         scaled: dict[str, Any] | None = None
-        if scale:
+        if scale and backends.sql:  # its tables need SQLAlchemy (the sql extra)
             from ._scale import FULL as SCALE_FULL
             from ._scale import QUICK as SCALE_QUICK
             from ._scale import measure_scale

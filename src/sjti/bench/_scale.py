@@ -217,7 +217,9 @@ def _derived_rows(
                  "the catch-up rows)")
         )  # fmt: skip
     for database, steps in ((bulk or {}).get("runs") or {}).items():
-        rate = steps["revoke_10pct"]["per_second"]
+        rate = steps.get("revoke_10pct", {}).get("per_second")
+        if not rate:  # a bulk run without the tenant step: nothing to derive from
+            continue
         rows.append(
             _row(f"revoke_10m_tenant_s.{database}", TENANT / rate, "s",
                  f"{database}: 10M users / the bulk tenant revocation's users/s (derived)")
