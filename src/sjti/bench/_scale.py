@@ -315,14 +315,16 @@ def main(argv: list[str] | None = None) -> int:
     from .bulk import run_bulk
 
     parser = argparse.ArgumentParser(prog="python -m sjti.bench._scale", description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--bulk-users", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="the suite's sizes")
+    parser.add_argument(
+        "--bulk-users", type=int, default=None, help="users in the bulk run (1M; 20 000 quick)"
+    )
     parser.add_argument(
         "--postgres-url", default=os.environ.get(POSTGRES_ENV, DEFAULT_POSTGRES_URL)
     )
     parser.add_argument("--redis-url", default=os.environ.get(REDIS_ENV, DEFAULT_REDIS_URL))
-    parser.add_argument("--no-services", action="store_true")
-    parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--no-services", action="store_true", help="SQLite only")
+    parser.add_argument("--json", metavar="PATH", help="also write rows and details as JSON")
     args = parser.parse_args(argv)
     notes: list[str] = []
     with contextlib.ExitStack() as stack:
