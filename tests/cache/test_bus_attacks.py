@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -27,8 +29,8 @@ pytestmark = pytest.mark.service
 
 
 class GatedBus(RedisBus):
-    """Once armed: note when the next ping goes out, pause before the read after it, and
-    pause again before the op that follows that read (the test looks at the cache)."""
+    """Once armed: pause before the next read (after the next ping, if asked), and again
+    before the op that follows that read (where the test looks at the cache)."""
 
     proxy: TcpProxy
 
@@ -41,6 +43,9 @@ class GatedBus(RedisBus):
         self.resume = threading.Event()
         self.looked = threading.Event()
         self.go_on = threading.Event()
+
+    def arm(self, *, after_ping: bool) -> None:
+        self.stage = "armed" if after_ping else "pinged"
 
     def _execute(self, op: follow.Op) -> object:
         if self.stage == "read":
@@ -57,15 +62,24 @@ class GatedBus(RedisBus):
             self.resume.wait(10)
         return super()._execute(op)
 
+    def let_go(self) -> None:
+        self.resume.set()
+        self.go_on.set()
 
-def test_a_pong_read_late_trusts_only_from_when_its_ping_went_out(
-    store: SqlSecretStore, own_redis: RedisProcess
-) -> None:
-    """The pong is in the node's socket, then the path from Redis stalls (the connection
-    stays up) and the listener is late to read. A revocation's hint is pushed into the
-    stalled path and stays there for more than a lease. When the listener finally reads
-    the old pong, it proves nothing about that hint: the node must not serve the revoked
-    key. (The first rule renewed the lease from the moment the pong was read.)"""
+
+@dataclass
+class Rig:
+    """A revoking node on Redis, and a gated node behind ``proxy`` that relays nothing,
+    polls the log only every minute and has cached alice's ``old`` key."""
+
+    proxy: TcpProxy
+    node: Node
+    bus: Any
+    old: bytes | None
+
+
+@pytest.fixture
+def rig(store: SqlSecretStore, own_redis: RedisProcess) -> Generator[Rig, None, None]:
     proxy = TcpProxy(own_redis.port)
     revoking = Node(store, own_redis.url, health_check_interval=0.2)
     node = Node(
@@ -80,22 +94,56 @@ def test_a_pong_read_late_trusts_only_from_when_its_ping_went_out(
     bus.proxy = proxy
     try:
         store.ensure("alice")
-        old = node.cached(store, "alice")
-        bus.stage = "armed"
-        assert bus.paused.wait(5)  # the ping is out; the listener waits before reading
-        assert wait_until(lambda: proxy.to_client > bus.bytes_at_ping)  # the pong is in
-        proxy.hold()
-        store.revoke("alice")  # committed, published: Redis pushes the hint to the node
-        assert wait_until(lambda: proxy.held)
-        time.sleep(node.bus.lease + 0.05)  # the hint has been on its way for a lease
-        bus.resume.set()
-        assert bus.looked.wait(5)  # the stale pong was read; nothing else was
-        assert "alice" in node.cache  # the hint has not arrived
-        assert node.cached(store, "alice") != old  # bypassed: never the revoked key
+        yield Rig(proxy, node, bus, node.cached(store, "alice"))
     finally:
-        bus.resume.set()
-        bus.go_on.set()
+        bus.let_go()
         proxy.release()
         node.bus.close()
         revoking.bus.close()
         proxy.close()
+
+
+def test_a_pong_read_late_trusts_only_from_when_its_ping_went_out(
+    store: SqlSecretStore, rig: Rig
+) -> None:
+    """The pong is in the node's socket, then the path from Redis stalls (the connection
+    stays up) and the listener is late to read. A revocation's hint is pushed into the
+    stalled path and stays there for more than a lease. When the listener finally reads
+    the old pong, it proves nothing about that hint: the node must not serve the revoked
+    key. (The first rule renewed the lease from the moment the pong was read.)"""
+    proxy, bus = rig.proxy, rig.bus
+    bus.arm(after_ping=True)
+    assert bus.paused.wait(5)  # the ping is out; the listener waits before reading
+    assert wait_until(lambda: proxy.to_client > bus.bytes_at_ping)  # the pong is in
+    proxy.hold()
+    store.revoke("alice")  # committed, published: Redis pushes the hint to the node
+    assert wait_until(lambda: proxy.held)
+    time.sleep(bus.lease + 0.05)  # the hint has been on its way for a lease
+    bus.resume.set()
+    assert bus.looked.wait(5)  # the stale pong was read; nothing else was
+    assert "alice" in rig.node.cache  # the hint has not arrived
+    assert rig.node.cached(store, "alice") != rig.old  # bypassed: never the revoked key
+
+
+def test_a_reconnect_redis_py_makes_by_itself_is_a_lost_link(
+    store: SqlSecretStore, rig: Rig
+) -> None:
+    """redis-py reconnects a pub/sub connection on its own when the connection is marked
+    for it (what a maintenance notification, MOVING or SMIGRATED, does) and resubscribes
+    in its connect callback: the socket it drops may hold hints not yet read. The bus
+    must see that as a lost link (bypass, then replay from the log), not carry on
+    trusted. (First version: the hint was silently dropped with the old socket.)"""
+    proxy, bus = rig.proxy, rig.bus
+    bus.arm(after_ping=False)
+    assert bus.paused.wait(5)
+    bus._session._pubsub.connection.mark_for_reconnect()
+    before = proxy.to_client
+    store.revoke("alice")
+    assert wait_until(lambda: proxy.to_client > before)  # the hint is in the old socket
+    bus.resume.set()
+    assert bus.looked.wait(5)
+    assert rig.node.cached(store, "alice") != rig.old
+    bus.go_on.set()
+    assert wait_until(lambda: rig.node.cache.trusted)  # resubscribed and replayed
+    assert rig.node.cached(store, "alice") != rig.old
+    assert rig.node.cache.stats().bus_disconnects == 1

@@ -97,12 +97,37 @@ def _sort(message: Mapping[str, Any], payloads: list[str | bytes]) -> int:
     return 0
 
 
-class _RedisSession:
+class _OwnConnection:
+    """Refuses a connection redis-py re-made by itself.
+
+    redis-py reconnects a pub/sub connection on its own (one marked for it by a
+    maintenance notification, one found closed at a read) and resubscribes in a connect
+    callback; the socket it dropped may have held hints not yet read. A session counts
+    those reconnects and fails on the next call, so the bus sees a lost link (bypass,
+    replay from the log) instead of carrying on trusted.
+    """
+
+    __slots__ = ("__weakref__", "_reconnects")  # redis-py keeps callbacks as weak methods
+
+    def __init__(self, pubsub: Any) -> None:
+        self._reconnects = 0
+        pubsub.connection.register_connect_callback(self._reconnected)
+
+    def _reconnected(self, connection: object) -> None:
+        self._reconnects += 1
+
+    def _check(self) -> None:
+        if self._reconnects:
+            raise ConnectionError("the subscription was re-made by redis-py; hints may be lost")
+
+
+class _RedisSession(_OwnConnection):
     """One subscribed connection: ``SUBSCRIBE`` (plain) or ``SSUBSCRIBE`` (sharded)."""
 
     __slots__ = ("_client", "_pubsub")
 
     def __init__(self, client: redis.Redis, pubsub: Any) -> None:
+        super().__init__(pubsub)
         self._client = client
         self._pubsub = pubsub
 
@@ -132,10 +157,12 @@ class _RedisSession:
         while message is not None:
             pongs += _sort(message, payloads)
             message = self._pubsub.get_message(timeout=0.0)
+        self._check()
         return payloads, pongs
 
     def ping(self) -> bool:
         self._pubsub.ping(_PING)
+        self._check()
         return False  # the pong arrives through poll
 
     def close(self) -> None:
@@ -243,10 +270,11 @@ class RedisBus(ThreadedBus):
         self._publisher.close()
 
 
-class _AsyncRedisSession:
+class _AsyncRedisSession(_OwnConnection):
     __slots__ = ("_client", "_pubsub")
 
     def __init__(self, client: redis.asyncio.Redis, pubsub: Any) -> None:
+        super().__init__(pubsub)
         self._client = client
         self._pubsub = pubsub
 
@@ -280,10 +308,12 @@ class _AsyncRedisSession:
         while message is not None:
             pongs += _sort(message, payloads)
             message = await self._pubsub.get_message(timeout=0.0)
+        self._check()
         return payloads, pongs
 
     async def ping(self) -> bool:
         await self._pubsub.ping(_PING)
+        self._check()
         return False
 
     async def close(self) -> None:
