@@ -120,7 +120,8 @@ class Receive:
 
 @dataclass(frozen=True, slots=True)
 class Ping:
-    """-> ``True`` if the health check already proved the link alive."""
+    """-> ``True`` if already answered (a round trip); ``False``: the answer comes through
+    a later :class:`Receive`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,8 +29,9 @@ Fail closed
     On reconnect the bus subscribes first, then :meth:`KeyCache.resync` clears the cache
     and trusts it again, so a revocation committed during the outage can never be served
     from a stale entry. A bus renews a *lease* (:meth:`KeyCache.mark_trusted` with
-    ``lease=``) on every proof of liveness, so even a listener that hangs without an
-    error stops the cache from being trusted once the lease runs out.
+    ``lease=``) on every answered health check, counted from when it was sent, so even
+    a listener that hangs without an error stops the cache from being trusted once the
+    lease runs out.
 
 Staleness bound
     While connected, an entry lives until the bus drops it, and at most ``max_age``
@@ -475,7 +476,7 @@ class KeyCache:
     def mark_trusted(self, lease: float | None = None) -> None:
         """Trust the cache for ``lease`` seconds (``None``: until told otherwise).
 
-        A bus calls this on every proof that its subscription is alive; it never clears.
+        A bus calls this on every answered health check; it never clears.
         Only call it when no invalidation can have been missed since the last clear.
         """
         with self._lock:

@@ -21,7 +21,7 @@ __all__ = ["LogPollBus"]
 
 
 class _NoTransport:
-    """A session that only waits: every wakeup counts as alive; the poll proves currency."""
+    """A session that only waits: pings answer at once; the poll proves currency."""
 
     __slots__ = ("_stop",)
 

@@ -7,11 +7,13 @@ users on receipt. See :mod:`sjti.cache.keycache` for the fail-closed rule and
 
 What a lost connection costs
     The listener owns its connection: redis-py's silent reconnect-and-resubscribe is
-    switched off, so a dropped link, a failed health check (a ``PING`` every
-    ``health_check_interval`` seconds; one still unanswered at a read begun two intervals
-    after it counts as lost: see :mod:`sjti.cache._follow`) or any error makes the cache
-    untrusted at once; the bus then reconnects with backoff, subscribes, and only then
-    clears (or, with an event log, replays) and trusts the cache again.
+    switched off (no retries), and a reconnect it still makes by itself (a maintenance
+    notification) fails the session's next call; so a dropped link, a failed health
+    check (a ``PING`` every ``health_check_interval`` seconds; one still unanswered at a
+    read begun two intervals after it counts as lost: see :mod:`sjti.cache._follow`) or
+    any error makes the cache untrusted at once; the bus then reconnects with backoff,
+    subscribes, and only then clears (or, with an event log, replays) and trusts the
+    cache again.
 
 Publishing
     With an event log (``log=store``, the recommended wiring) register
