@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Generator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 import sjti
 from sjti._core.invalidation import encode_event
 from sjti.cache import KeyCache
+from sjti.cache import _follow as follow
 from sjti.cache.redis_cluster_bus import RedisClusterBus
 from sjti.errors import ConfigurationError
 from sjti.stores.sql import SqlSecretStore
@@ -49,16 +51,37 @@ def channel() -> str:
 
 
 def cluster_node(store: SqlSecretStore, url: str, channel: str, **options: Any) -> Node:
-    return Node(
-        store,
-        url,
-        bus_class=RedisClusterBus,
-        channel=channel,
-        health_check_interval=0.2,
-        socket_timeout=1.0,
-        poll_interval=0.5,
-        **options,
-    )
+    settings: dict[str, Any] = {
+        "bus_class": RedisClusterBus,
+        "health_check_interval": 0.2,
+        "socket_timeout": 1.0,
+        "poll_interval": 0.5,
+    }
+    return Node(store, url, channel=channel, **{**settings, **options})
+
+
+class SlowReplayBus(RedisClusterBus):
+    """Once armed: pause after the next log read of a catch-up, and again at the
+    ``Connected(True)`` that follows (the cache trusted, if it is going to be)."""
+
+    def _init_runner(self) -> None:
+        super()._init_runner()
+        self.armed = False
+        self.replayed = threading.Event()
+        self.resume = threading.Event()
+        self.trusting = threading.Event()
+        self.go_on = threading.Event()
+
+    def _execute(self, op: follow.Op) -> object:
+        if self.replayed.is_set() and op == follow.Connected(True) and self.armed:
+            self.armed = False
+            self.trusting.set()
+            self.go_on.wait(10)
+        result = super()._execute(op)
+        if self.armed and isinstance(op, follow.ReadLog) and not self.replayed.is_set():
+            self.replayed.set()
+            self.resume.wait(10)
+        return result
 
 
 def test_revocation_on_one_node_reaches_another_over_sharded_pubsub(
@@ -200,6 +223,45 @@ def test_a_hint_sent_to_a_node_that_claims_the_slot_is_lost_while_the_owner_answ
         watcher.close()
         node.bus.close()
         redis_cluster.wait_ok()
+
+
+def test_a_slot_moved_during_a_long_replay_leaves_the_cache_untrusted(
+    redis_cluster: LocalRedisCluster, store: SqlSecretStore, channel: str
+) -> None:
+    """Attack: the bus has subscribed on the owner and is replaying the log (slowly: a
+    big backlog, a busy database) when the slot moves; a revocation committed after its
+    log read goes, by MOVED, to the new owner, and the old owner's SUNSUBSCRIBE waits
+    unread. The replay ends more than a lease after the subscription: the cache must not
+    be trusted on that stale subscription's word. (First version: trusted for a full
+    lease from the end of the replay, serving the revoked key until the SUNSUBSCRIBE was
+    read; now the lease runs from the Connect.) Then the bus follows the slot."""
+    revoking = cluster_node(store, redis_cluster.url, channel)
+    node = cluster_node(
+        store, redis_cluster.url, channel, relay=False, bus_class=SlowReplayBus, poll_interval=60
+    )
+    bus: Any = node.bus
+    try:
+        store.ensure("alice")
+        old = node.cached(store, "alice")
+        bus.armed = True
+        bus._session._pubsub.connection.mark_for_reconnect()  # any lost link: reconnect
+        assert bus.replayed.wait(5)  # subscribed on the owner, the log read
+        owner = redis_cluster.owner(channel)
+        redis_cluster.move_slot(channel, next(p for p in redis_cluster.ports if p != owner))
+        event_id = store.revoke("alice").event_id  # relayed to the new owner
+        time.sleep(bus.lease)  # the replay outlasts a lease
+        bus.resume.set()
+        assert bus.trusting.wait(5)
+        assert node.cached(store, "alice") != old
+        bus.go_on.set()
+        assert wait_until(lambda: bus.watermark == event_id, timeout=5)
+        assert wait_until(lambda: node.cache.trusted)
+        assert node.cached(store, "alice") != old
+    finally:
+        bus.resume.set()
+        bus.go_on.set()
+        node.bus.close()
+        revoking.bus.close()
 
 
 def test_the_factory_wires_the_cluster_bus_from_settings(
