@@ -6,18 +6,25 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from starlette.exceptions import StarletteDeprecationWarning
 
 from sjti.errors import BackendError
+from sjti.server import app as service
 from sjti.server.jobs import MAX_RUNNING, RevocationJobs, TooManyJobsError
+from sjti.server.routes import admin as admin_routes
+from sjti.server.settings import Settings
+from sjti.server.users import get_by_name, set_role
 from sjti.stores.base import RevocationResult
 
-from .harness import ADMIN, Server, bearer, login, refresh, register
+from .harness import ADMIN, PASSWORD, Server, bearer, login, refresh, register
 
 VICTIMS = 5
 
@@ -33,9 +40,10 @@ def _poll(client: httpx.Client, url: str, admin: dict[str, str]) -> dict[str, An
 
 
 def test_a_cohort_job_revokes_in_batches_and_shows_its_progress(server: Server) -> None:
-    """5 users in batches of 2: 202 with a Location, then done with 3 batches, 5 users,
-    their refresh sessions, 3 consecutive events and 3 audit rows by the admin; their
-    tokens are refused, the admin's (not in the cohort) still work."""
+    """Admin only, bad input refused; then 5 users in batches of 2: 202 with a Location,
+    then done with 3 batches, 5 users, their refresh sessions, 3 consecutive events and
+    3 audit rows by the admin; their tokens are refused, the admin's (not in the cohort)
+    still work."""
     with server.client() as client:
         tokens = []
         for n in range(VICTIMS):
@@ -43,7 +51,9 @@ def test_a_cohort_job_revokes_in_batches_and_shows_its_progress(server: Server) 
             tokens.append(login(client, f"job-user-{n}"))
         server.make_admin()
         admin = login(client, ADMIN)
-        body = {"cohort": {"role": "user"}, "reason": "incident 7", "batch_size": 2}
+        body: dict[str, Any] = {"cohort": {"role": "user"}, "reason": "incident 7"}
+        _refuses_strangers_and_bad_input(client, body, user=tokens[0], admin=admin)
+        body["batch_size"] = 2
         started = client.post("/admin/revocation-jobs", json=body, headers=bearer(admin))
         assert started.status_code == 202, started.text
         assert started.json()["total"] == VICTIMS
@@ -67,32 +77,25 @@ def test_a_cohort_job_revokes_in_batches_and_shows_its_progress(server: Server) 
         assert listed[0]["id"] == done["id"]
 
 
-def test_jobs_are_admin_only_and_refuse_bad_input(server: Server) -> None:
+def _refuses_strangers_and_bad_input(
+    client: httpx.Client, body: dict[str, Any], *, user: dict[str, str], admin: dict[str, str]
+) -> None:
     """401 without a token, 403 for a user, 422 for an empty cohort or a batch of 0 or
-    above one event's list, 404 (problem+json) for an unknown job."""
-    with server.client() as client:
-        register(client, "job-mallory")
-        user = login(client, "job-mallory")
-        server.make_admin()
-        admin = login(client, ADMIN)
-        body: dict[str, Any] = {"cohort": {"role": "user"}}
-        assert client.post("/admin/revocation-jobs", json=body).status_code == 401
-        assert (
-            client.post("/admin/revocation-jobs", json=body, headers=bearer(user)).status_code
-            == 403
-        )
-        assert client.get("/admin/revocation-jobs", headers=bearer(user)).status_code == 403
-        bad_bodies: list[dict[str, Any]] = [
-            {"cohort": {}},
-            {**body, "batch_size": 0},
-            {**body, "batch_size": 10_001},
-        ]
-        for bad in bad_bodies:
-            answer = client.post("/admin/revocation-jobs", json=bad, headers=bearer(admin))
-            assert answer.status_code == 422, bad
-        missing = client.get("/admin/revocation-jobs/nope", headers=bearer(admin))
-        assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
-        assert client.get("/me", headers=bearer(user)).status_code == 200  # nothing ran
+    above one event's list, 404 (problem+json) for an unknown job; nothing starts."""
+    jobs = "/admin/revocation-jobs"
+    assert client.post(jobs, json=body).status_code == 401
+    assert client.post(jobs, json=body, headers=bearer(user)).status_code == 403
+    assert client.get(jobs, headers=bearer(user)).status_code == 403
+    bad_bodies: list[dict[str, Any]] = [
+        {"cohort": {}},
+        {**body, "batch_size": 0},
+        {**body, "batch_size": 10_001},
+    ]
+    for bad in bad_bodies:
+        assert client.post(jobs, json=bad, headers=bearer(admin)).status_code == 422, bad
+    missing = client.get(f"{jobs}/nope", headers=bearer(admin))
+    assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+    assert client.get(jobs, headers=bearer(admin)).json() == []
 
 
 def _result(count: int, event_id: int) -> RevocationResult:
@@ -144,3 +147,42 @@ def test_a_node_runs_a_bounded_number_of_jobs_at_once() -> None:
         jobs.start(revoker, description="d", total=0, actor="a", reason=None)
     release.set()
     assert all(_wait(jobs, job.id).state == "done" for job in started)
+
+
+def test_one_request_refuses_a_cohort_larger_than_one_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /admin/revocations holds one transaction: a cohort above one batch (made 1
+    here) is 409 cohort_too_large and revokes nobody; its dry run still answers."""
+    with warnings.catch_warnings():  # it prefers httpx2; httpx is what this project has
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from starlette.testclient import TestClient
+
+    monkeypatch.setattr(admin_routes, "MAX_LISTED_IDS", 1)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/jobs.db", key_file=str(tmp_path / "keys.json")
+    )
+    with TestClient(service.create_app(settings)) as client:
+        for name in ("ann", "bob", "root"):
+            made = client.post("/users", json={"username": name, "password": PASSWORD})
+            assert made.status_code == 201, made.text
+        services = client.app.state.services  # type: ignore[attr-defined]
+        found = get_by_name(services.engine, "root")
+        assert found is not None
+        set_role(services.engine, found.user.id, "admin")
+        admin = _token(client, "root")
+        ann, _ = [_token(client, name) for name in ("ann", "bob")]  # their keys made
+        body = {"cohort": {"role": "user"}}
+        refused = client.post("/admin/revocations", json=body, headers=admin)
+        assert (refused.status_code, refused.json()["code"]) == (409, "cohort_too_large")
+        assert "/admin/revocation-jobs" in refused.json()["detail"]
+        assert client.get("/me", headers=ann).status_code == 200
+        dry = client.post("/admin/revocations", json={**body, "dry_run": True}, headers=admin)
+        assert (dry.status_code, dry.json()["count"]) == (200, 2)
+
+
+def _token(client: Any, name: str) -> dict[str, str]:
+    grant = {"grant_type": "password", "username": name, "password": PASSWORD}
+    answer = client.post("/token", data=grant)
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
