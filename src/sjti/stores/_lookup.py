@@ -75,13 +75,16 @@ class Lookup:
     results: tuple[Processor, ...]  # one per column: user_id, wrapped, devices[, kek_id]...
     autocommit: bool  # PostgreSQL: serve lookups outside any transaction
     plain: bool  # no column needs converting (text columns): the driver's row is the row
-    names: tuple[str, ...] = (ID,)  # its parameters in order: the id first
+    names: tuple[str, ...] = (ID,)  # its parameters in order: the id, then any other
 
-    def params(self, id_value: object, *more: object) -> Sequence[object] | dict[str, object]:
+    def params(
+        self, id_value: object, other: object = None
+    ) -> Sequence[object] | dict[str, object]:
+        """The id (through its bind processor) and, for a two-parameter lookup, ``other``."""
         value = id_value if self.bind is None else self.bind(id_value)
         if self.positional:
-            return (value, *more)
-        return dict(zip(self.names, (value, *more), strict=True))
+            return (value,) if len(self.names) == 1 else (value, other)
+        return {ID: value} if len(self.names) == 1 else {ID: value, self.names[1]: other}
 
     def row(self, raw: Sequence[Any] | None) -> Sequence[Any] | None:
         if raw is None or self.plain:
@@ -101,8 +104,10 @@ def compile_statement(
     """``statement`` (binding ``names``, the user id first) compiled for ``dialect``."""
     compiled = statement.compile(dialect=dialect)
     positional = compiled.positiontup is not None
-    if set(compiled.params) != set(names) or (
-        positional and tuple(compiled.positiontup or ()) != names
+    if (
+        not 1 <= len(names) <= 2
+        or set(compiled.params) != set(names)
+        or (positional and tuple(compiled.positiontup or ()) != names)
     ):
         raise ConfigurationError("a lookup binds exactly its parameters, each once")
     results = tuple(
@@ -116,12 +121,12 @@ def compile_statement(
 
 
 def fetch(
-    dbapi_connection: Any, lookup: Lookup, id_value: object, *more: object
+    dbapi_connection: Any, lookup: Lookup, id_value: object, other: object = None
 ) -> Sequence[Any] | None:
     """Run the lookup on a DBAPI connection (sync or SQLAlchemy's async adapter)."""
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(lookup.sql, lookup.params(id_value, *more))
+        cursor.execute(lookup.sql, lookup.params(id_value, other))
         raw = cursor.fetchone()
     finally:
         cursor.close()
@@ -142,16 +147,16 @@ def cause(exc: BaseException) -> BaseException | None:
 
 
 def fetch_on(
-    connection: Connection, lookup: Lookup, id_value: object, *more: object
+    connection: Connection, lookup: Lookup, id_value: object, other: object = None
 ) -> Sequence[Any] | None:
     """:func:`fetch` on a checked-out :class:`Connection` for one call (the async store,
     through ``run_sync``): in autocommit while it runs, then back as the pool gave it."""
     dbapi_connection = connection.connection.dbapi_connection
     if not lookup.autocommit:
-        return fetch(dbapi_connection, lookup, id_value, *more)
+        return fetch(dbapi_connection, lookup, id_value, other)
     dbapi_connection.autocommit = True  # type: ignore[union-attr]
     try:
-        return fetch(dbapi_connection, lookup, id_value, *more)
+        return fetch(dbapi_connection, lookup, id_value, other)
     finally:
         dbapi_connection.autocommit = False  # type: ignore[union-attr]
 
@@ -177,18 +182,18 @@ class Lane:
         # GC, which SQLAlchemy and the drivers report as a leak).
         self._finalizer = weakref.finalize(self, _retire, engine, disposed, idle, lookup.autocommit)
 
-    def fetch(self, id_value: object, *more: object) -> Sequence[Any] | None:
+    def fetch(self, id_value: object, other: object = None) -> Sequence[Any] | None:
         """The row for ``id_value`` (``None``: no such row); BackendError on failure."""
         dispatch = self._engine.dispatch
         if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
-            return self._observed(id_value, *more)
+            return self._observed(id_value, other)
         idle = self._idle
         try:
             connection = idle.pop()
         except IndexError:
             connection = self._checkout()
         try:
-            row = fetch(connection.dbapi_connection, self._lookup, id_value, *more)
+            row = fetch(connection.dbapi_connection, self._lookup, id_value, other)
         except Exception as exc:  # any driver failure: drop the connection, fail closed
             connection.invalidate()
             raise BackendError("secret store unavailable") from cause(exc)
@@ -198,13 +203,13 @@ class Lane:
             _release(connection, self._lookup.autocommit)
         return row
 
-    def _observed(self, id_value: object, *more: object) -> Sequence[Any] | None:
+    def _observed(self, id_value: object, other: object) -> Sequence[Any] | None:
         """The same text through :meth:`Connection.exec_driver_sql`, so cursor listeners
         (tracing, statement counters) see it; still no compilation per call."""
         lookup = self._lookup
         try:
             with self._engine.connect() as conn:
-                raw = conn.exec_driver_sql(lookup.sql, lookup.params(id_value, *more)).fetchone()
+                raw = conn.exec_driver_sql(lookup.sql, lookup.params(id_value, other)).fetchone()
         except (DBAPIError, PoolTimeoutError) as exc:
             raise BackendError("secret store unavailable") from cause(exc)
         return lookup.row(raw)
