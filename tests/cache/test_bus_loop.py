@@ -24,9 +24,9 @@ class LoggingCache(KeyCache):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.log = log
 
-    def resync(self, lease: float | None = None) -> None:
+    def resync(self, lease: float | None = None, *, since: float | None = None) -> None:
         self.log.append("resync")
-        super().resync(lease)
+        super().resync(lease, since=since)
 
     def mark_untrusted(self) -> None:
         self.log.append("untrusted")

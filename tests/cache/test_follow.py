@@ -269,3 +269,37 @@ def test_version_one_messages_still_drop_their_users() -> None:
     driver.steps(10)
     assert ("alice" in follower.cache, "bob" in follower.cache) == (False, True)
     assert follower.watermark == 0
+
+
+def test_a_renewal_descheduled_before_it_reaches_the_cache_grants_no_more_trust() -> None:
+    """The listener gets a pong, then is descheduled (the GIL, the OS) for 10 s before the
+    cache takes the renewal: the deadline was fixed from the ping's send time, so the
+    cache is not trusted past a lease after that ping. (First version: the lease left was
+    computed before the stall and added to the cache's clock after it: 10 s extra.)"""
+    clock = FloatClock()
+
+    class Descheduled(KeyCache):
+        def mark_trusted(self, *args: Any, **kwargs: Any) -> None:
+            clock.advance(10.0)  # between the plan's clock reading and this call
+            super().mark_trusted(*args, **kwargs)
+
+    cache = Descheduled(clock=clock)
+    follower = follow.Follower(
+        cache,
+        has_log=False,
+        health_check_interval=1.0,
+        poll_interval=1.0,
+        backoff=lambda failures: 1.0,
+        clock=clock,
+        on_state=lambda state: None,
+    )
+    plan = follower.run()
+    op = next(plan)
+    while not isinstance(op, follow.Ping):
+        if isinstance(op, follow.Receive):
+            clock.advance(op.timeout)
+        op = plan.send(([], 0) if isinstance(op, follow.Receive) else None)
+    pinged = clock()
+    plan.send(True)  # answered at once; the renewal stalls 10 s on its way to the cache
+    assert clock() >= pinged + 10
+    assert not cache.trusted

@@ -5,8 +5,8 @@ tests/cache/test_follow.py drives the plan through revocation stories; this file
 interval after connecting, a poll every poll interval, heartbeats between polls, the
 trust lease, the health check failing a lease after an unanswered ping (never because
 the plan itself ran late), the backoff count, and which log pages mean "replay" and which
-mean "clear". A trace is a list of short strings
-("1000.25 Ping", "cache.mark_trusted(0.5)"), so a failure shows the schedule that changed.
+mean "clear". A trace is a list of short strings ("1000.25 Ping",
+"cache.mark_trusted(0.5,since=1000.25)"), so a failure shows the schedule that changed.
 """
 
 from __future__ import annotations
@@ -38,11 +38,14 @@ class SpyCache:
     def invalidate(self, user_ids: Iterable[str] | None) -> None:
         self._note("invalidate", None if user_ids is None else tuple(user_ids))
 
-    def mark_trusted(self, lease: float | None = None) -> None:
-        self._note("mark_trusted", lease)
+    def _trust(self, name: str, lease: float | None, since: float | None) -> None:
+        self.trace.append(f"cache.{name}({lease!r},since={since!r})")
 
-    def resync(self, lease: float | None = None) -> None:
-        self._note("resync", lease)
+    def mark_trusted(self, lease: float | None = None, *, since: float | None = None) -> None:
+        self._trust("mark_trusted", lease, since)
+
+    def resync(self, lease: float | None = None, *, since: float | None = None) -> None:
+        self._trust("resync", lease, since)
 
     def suspend(self) -> None:
         self._note("suspend")
@@ -176,7 +179,7 @@ def test_connecting_syncs_with_the_log_then_trusts_for_one_lease() -> None:
         "1000 Latest",
         "cache.clear()",
         "1000 Heartbeat(2)",
-        "cache.mark_trusted(0.5)",
+        "cache.mark_trusted(0.5,since=1000.0)",
         "1000 Connected(True)",
     ]
     assert h.states == ["connected"]
@@ -195,7 +198,7 @@ def test_the_listen_schedule_pings_polls_and_heartbeats_on_time() -> None:
         "1000.1 Receive(0.1)",
         "1000.2 Receive(0.05)",
         "1000.25 Ping",
-        "cache.mark_trusted(0.5)",
+        "cache.mark_trusted(0.5,since=1000.25)",
         "1000.25 Receive(0.1)",
         "1000.35 Latest",
         "1000.35 Heartbeat(0)",
@@ -203,7 +206,7 @@ def test_the_listen_schedule_pings_polls_and_heartbeats_on_time() -> None:
         "1000.35 Receive(0.1)",
         "1000.45 Receive(0.05)",
         "1000.5 Ping",
-        "cache.mark_trusted(0.5)",
+        "cache.mark_trusted(0.5,since=1000.5)",
     ]
 
 
@@ -299,9 +302,9 @@ def test_a_dead_link_is_still_found_when_the_plan_ran_late() -> None:
 
 def test_a_pong_trusts_from_when_its_ping_went_out_and_traffic_renews_nothing() -> None:
     """Messages prove nothing about what is behind them, so they never renew the lease. A
-    pong read 0.25 s after its ping went out trusts for what is left of a lease counted
-    from the ping (0.25 s); one read more than a lease late trusts nothing, and the link
-    is kept (it did answer)."""
+    pong read 0.25 s after its ping went out trusts until a lease after the ping; one read
+    more than a lease late sets a deadline already past, and the link is kept (it did
+    answer)."""
     h = Harness(has_log=True, health=0.25, poll=10.0)
     h.ping = False
     h.alive = True  # every read finds something, but no pong yet: nothing renews
@@ -313,14 +316,18 @@ def test_a_pong_trusts_from_when_its_ping_went_out_and_traffic_renews_nothing() 
     ]
     h.slow[follow.Receive] = 0.15  # the pong is read at 1000.5
     h.step()
-    assert h.trace[-2:] == ["1000.25 Receive(0.1)", "cache.mark_trusted(0.25)"]
+    assert h.trace[-2:] == ["1000.25 Receive(0.1)", "cache.mark_trusted(0.5,since=1000.25)"]
     h.alive = False
     h.run_until("1000.5 Ping")
     h.alive = True
     h.slow[follow.Receive] = 0.6  # read at 1001.2, 0.7 s after the ping
     h.step()
     h.step()
-    assert h.trace[-2:] == ["1000.5 Receive(0.1)", "1001.2 Ping"]
+    assert h.trace[-3:] == [  # a deadline (1001) already past when read
+        "1000.5 Receive(0.1)",
+        "cache.mark_trusted(0.5,since=1000.5)",
+        "1001.2 Ping",
+    ]
     assert h.states == ["connected"]
 
 
@@ -434,7 +441,7 @@ def test_nothing_new_after_an_outage_replays_nothing_and_keeps_the_cache() -> No
     assert [line.split(" ", 1)[-1] for line in trace[3:6]] == [
         "ReadLog(1)",
         "Heartbeat(1)",
-        "cache.mark_trusted(20.0)",
+        "cache.mark_trusted(20.0,since=1010.0)",
     ]
 
 
@@ -523,7 +530,7 @@ def test_without_a_log_connecting_clears_and_trusts_and_losing_drops_everything(
     h = Harness(has_log=False, health=0.25)
     assert h.run_until("1000 Connected(True)") == [
         "1000 Connect",
-        "cache.resync(0.5)",
+        "cache.resync(0.5,since=1000.0)",
         "1000 Connected(True)",
     ]
     h.fail[follow.Receive] = ConnectionError("down")
@@ -544,12 +551,12 @@ def test_without_a_log_only_pings_are_scheduled() -> None:
         "1000.1 Receive(0.1)",
         "1000.2 Receive(0.05)",
         "1000.25 Ping",
-        "cache.mark_trusted(0.5)",
+        "cache.mark_trusted(0.5,since=1000.25)",
         "1000.25 Receive(0.1)",
         "1000.35 Receive(0.1)",
         "1000.45 Receive(0.05)",
         "1000.5 Ping",
-        "cache.mark_trusted(0.5)",
+        "cache.mark_trusted(0.5,since=1000.5)",
     ]
 
 

@@ -30,7 +30,6 @@ import queue
 import random
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Sequence
 from types import TracebackType
@@ -143,7 +142,7 @@ class _BusBase:
             backoff=lambda failures: backoff_delay(
                 failures, self.reconnect_min, self.reconnect_max
             ),
-            clock=time.monotonic,
+            clock=cache.clock,  # the trust lease's deadlines are read from one clock
             on_state=self._on_state,
         )
         self._init_runner()

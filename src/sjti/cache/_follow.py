@@ -173,8 +173,9 @@ Plan = Generator[Op, Any, None]
 class Follower:
     """The plan's state: the cache it keeps current, the watermark, the timings.
 
-    ``renew(lease)`` / ``lost(exc)`` / ``connected()`` are the bus's bookkeeping hooks
-    (trust lease, state for metrics and logs).
+    ``clock`` must be the cache's clock (:attr:`KeyCache.clock`): trust deadlines are
+    computed from its readings. ``on_state`` hears the bus's state changes (metrics,
+    logs).
     """
 
     def __init__(
@@ -218,7 +219,7 @@ class Follower:
                 else:
                     # Subscribed first; now clear and trust: nothing committed before
                     # this point can be served stale, and everything after reaches us.
-                    self.cache.resync(max(0.0, opened + self.lease - self.clock()))
+                    self.cache.resync(self.lease, since=opened)
                 self.on_state("connected")
                 yield Connected(True)
                 failures = 0
@@ -352,9 +353,7 @@ class Follower:
         read, and messages (hints) renew nothing: a hint read late proves nothing about
         the ones behind it.
         """
-        left = since + self.lease - self.clock()
-        if left > 0:
-            self.cache.mark_trusted(left)
+        self.cache.mark_trusted(self.lease, since=since)  # ``clock`` is the cache's clock
 
     def _poll(self) -> Generator[Op, Any, None]:
         """The one gap pub/sub cannot see: an event committed but never published."""

@@ -473,20 +473,35 @@ class KeyCache:
             for aflight in self._aflights.values():
                 aflight.dirty = True
 
-    def mark_trusted(self, lease: float | None = None) -> None:
-        """Trust the cache for ``lease`` seconds (``None``: until told otherwise).
+    def mark_trusted(self, lease: float | None = None, *, since: float | None = None) -> None:
+        """Trust the cache for ``lease`` seconds from ``since`` (a reading of :attr:`clock`;
+        default: now), or, ``lease=None``, until told otherwise.
 
-        A bus calls this on every answered health check; it never clears.
-        Only call it when no invalidation can have been missed since the last clear.
+        A bus calls this on every answered health check, with ``since`` the time the check
+        went out: a deadline fixed by the caller's own clock reading, so however long the
+        caller is descheduled before this call, the trust it grants does not grow. A late
+        answer never shortens trust an earlier one granted (:meth:`suspend` does that). It
+        never clears. Only call it when no invalidation can have been missed since the
+        last clear.
         """
         with self._lock:
-            self._trusted_until = math.inf if lease is None else self._clock() + lease
+            self._trusted_until = max(self._trusted_until, self._deadline(lease, since))
 
-    def resync(self, lease: float | None = None) -> None:
-        """Clear, then trust: what a bus calls once it has (re)subscribed."""
+    def resync(self, lease: float | None = None, *, since: float | None = None) -> None:
+        """Clear, then trust (as :meth:`mark_trusted`): what a bus calls once subscribed."""
         with self._lock:
             self._clear_locked()
-            self._trusted_until = math.inf if lease is None else self._clock() + lease
+            self._trusted_until = self._deadline(lease, since)
+
+    def _deadline(self, lease: float | None, since: float | None) -> float:
+        if lease is None:
+            return math.inf
+        return (self._clock() if since is None else since) + lease
+
+    @property
+    def clock(self) -> MonotonicClock:
+        """The clock of the trust lease and entry ages (a bus reads its times from it)."""
+        return self._clock
 
     @property
     def trusted(self) -> bool:
