@@ -4,8 +4,8 @@ A bus thread that runs late (the GIL held by request threads, the cores taken by
 processes, a slow database call in its own loop) reads the pong that waited for it in the
 socket; the link is kept (no disconnect, no resync), while the cache's own trust lease
 still lapses if the thread ran too late to prove the cache current (fail closed, then
-trusted again at the next read). The issue's measurement: one service worker dropped its
-bus on a failed health check under load.
+trusted again once a ping sent after the stall is answered). The issue's measurement:
+one service worker dropped its bus on a failed health check under load.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def test_a_bus_thread_starved_past_its_lease_keeps_the_link(
     store: SqlSecretStore, redis_url: str
 ) -> None:
     """The GIL held for 4 leases: the cache is bypassed meanwhile (its lease lapsed), then
-    trusted again by the next read, without a disconnect or a log resync."""
+    trusted again by the answer to the next ping, without a disconnect or a log resync."""
     node = Node(store, redis_url, health_check_interval=0.2, socket_timeout=1.0)
     try:
         store.ensure("alice")
