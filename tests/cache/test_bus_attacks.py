@@ -147,3 +147,25 @@ def test_a_reconnect_redis_py_makes_by_itself_is_a_lost_link(
     assert wait_until(lambda: rig.node.cache.trusted)  # resubscribed and replayed
     assert rig.node.cached(store, "alice") != rig.old
     assert rig.node.cache.stats().bus_disconnects == 1
+
+
+def test_redis_restarted_empty_on_its_port_while_the_listener_waits_is_a_lost_link(
+    store: SqlSecretStore, own_redis: RedisProcess, rig: Rig
+) -> None:
+    """Held: Redis killed and started again, empty, on the same port while the listener
+    is paused; a revocation commits meanwhile. redis-py reconnects to the new server
+    (which would answer pings) at the next read, but the read's error still reaches the
+    bus: bypass at once, then resubscribe and replay the event from the log."""
+    bus = rig.bus
+    bus.arm(after_ping=False)
+    assert bus.paused.wait(5)
+    own_redis.kill9()
+    own_redis.start()
+    event_id = store.revoke("alice").event_id
+    bus.resume.set()
+    assert bus.looked.wait(5)
+    assert rig.node.cached(store, "alice") != rig.old
+    bus.go_on.set()
+    assert wait_until(lambda: bus.watermark == event_id and rig.node.cache.trusted)
+    assert rig.node.cached(store, "alice") != rig.old
+    assert rig.node.cache.stats().bus_disconnects == 1
