@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import bindparam
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Dialect
 
 from sjti import Kek, KekRing
 from sjti.errors import ConfigurationError
@@ -22,9 +23,14 @@ def _ctx(dialect: str) -> st.Context:
     return st.build_context(dialect, ring, OwnedTable(), None, None, utc_now)
 
 
+def _psycopg() -> Dialect:
+    """psycopg's dialect (named parameters); the engine never connects."""
+    return sa.create_engine("postgresql+psycopg://nobody@127.0.0.1/none").dialect
+
+
 def test_the_replica_lookup_binds_the_id_then_the_event() -> None:
     """Named (psycopg) parameters carry both values; the proof column comes last."""
-    lookup = compile_replica_lookup(_ctx("postgresql"), postgresql.psycopg.dialect())
+    lookup = compile_replica_lookup(_ctx("postgresql"), _psycopg())
     assert lookup.names == ("b_id", "b_need")
     assert lookup.params("u1", 7) == {"b_id": "u1", "b_need": 7}
     assert lookup.sql.count("%(b_need)s") == 2
@@ -34,7 +40,7 @@ def test_the_replica_lookup_binds_the_id_then_the_event() -> None:
 def test_the_plain_lookup_takes_the_id_alone() -> None:
     """Positional (sqlite3) and named parameters, one value each."""
     assert lookups.compile_lookup(_ctx("sqlite"), sqlite.dialect()).params("u1") == ("u1",)
-    named = lookups.compile_lookup(_ctx("postgresql"), postgresql.psycopg.dialect())
+    named = lookups.compile_lookup(_ctx("postgresql"), _psycopg())
     assert named.params("u1") == {"b_id": "u1"}
 
 
