@@ -245,3 +245,35 @@ def test_a_sqlite_without_update_from_is_refused_up_front(
     with pytest.raises(ConfigurationError, match=r"SQLite 3\.33\.0 or newer"):
         st.build_context("sqlite", ring, OwnedTable(), None, None, lambda: datetime.now(UTC))
     assert st.build_context("postgresql", ring, OwnedTable(), None, None, datetime.now).ring is ring
+
+
+def test_a_key_rotated_during_a_rewrap_keeps_its_new_secret(
+    engine: sa.Engine, names: SqlNames, ring: KekRing
+) -> None:
+    """The re-wrap locks nothing: it writes a row only if it still holds the secret it
+    read. A user revoked between the read and the write keeps the new key (never the old
+    one re-wrapped: that would undo the revocation), is not counted, and stays pending
+    for the next run; everyone else moves."""
+    from sjti import Kek
+    from sjti.stores.sql import _execute
+
+    store = _store(engine, names, ring)
+    rewrapper = SqlSecretStore(engine, KekRing([Kek.generate("new"), *ring.keks]), store.layout)
+    plan = plans.rewrap_batch(rewrapper._ctx, 100, after=None, actor="ops").plan
+    with engine.connect() as conn:
+        read = _execute(conn, next(plan))  # every secret, read without a lock
+        revoked = store.revoke("7")  # another connection rotates user 7 and commits
+        assert revoked.count == 1
+        fresh = store.load_secret("7")
+        try:
+            op = plan.send(read)
+            while True:
+                op = plan.send(_execute(conn, op))
+        except StopIteration as stop:
+            moved, last = stop.value
+        conn.commit()
+    assert (moved, last) == (USERS - 1, USERS)
+    assert rewrapper.load_secret("7") == fresh  # the revocation stands
+    assert rewrapper.rewrap_pending() == 1  # user 7's new key, under the old KEK
+    assert sum(rewrapper.rewrap(batch_size=100)) == 1
+    store.close()

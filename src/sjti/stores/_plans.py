@@ -360,6 +360,15 @@ def _check_all_changed(rows: Rows, chunk: Sequence[Any]) -> None:
         raise BackendError("a bulk write did not reach every selected user")
 
 
+def _at_most(rows: Rows, chunk: Sequence[Any]) -> int:
+    """A re-wrap's compare-and-swap writes at most the rows it read (fewer: rotated since,
+    left for the next run); more would be a statement matching rows it should not."""
+    written = int(rows[0]["n"])
+    if written > len(chunk):
+        raise BackendError("a bulk write reached rows it did not select")
+    return written
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Batch:
     """One committed batch of a batched cohort revocation, and where the next starts."""
@@ -559,9 +568,12 @@ def rewrap_batch(
 
     Returns how many moved and the last id (keyset order, so a run visits each row once:
     no rescans of rows already moved); ``(0, None)``: nothing left. The user key is
-    unchanged, so there is no version bump, no NOTIFY and no listener call. A secret that
-    does not open raises :class:`~sjti.errors.UnwrapError` and the whole batch rolls back
-    (fail closed). Unwrapping and wrapping again run a round ahead of the database
+    unchanged, so there is no version bump, no NOTIFY and no listener call. A row is
+    written only if it still holds the secret read (compare-and-swap, no row lock): one
+    rotated meanwhile keeps its new key, is not counted, and ``rewrap_pending`` still
+    shows it if its new key is under an old KEK. A secret that does not open raises
+    :class:`~sjti.errors.UnwrapError` and the whole batch rolls back (fail closed).
+    Unwrapping and wrapping again run a round ahead of the database
     (:func:`~sjti.stores._statements.made_ahead`), like a revocation's.
     """
     ring = ctx.ring
@@ -577,9 +589,11 @@ def rewrap_batch(
         if not rows:
             return 0, None
         chunks = [rows[i : i + st.ROTATE_BATCH] for i in range(0, len(rows), st.ROTATE_BATCH)]
+        moved = 0
         for chunk, texts in zip(chunks, st.made_ahead(rewrapped, chunks), strict=True):
-            ids = [row[0] for row in chunk]
-            _check_all_changed((yield Count(st.bulk_update(ctx, ids, texts, None))), ids)
+            ids, olds = [row[0] for row in chunk], [row[1] for row in chunk]
+            written = yield Count(st.bulk_update(ctx, ids, texts, None, replaces=olds))
+            moved += _at_most(written, ids)
         yield Fetch(
             st.insert_audit(
                 ctx,
@@ -587,11 +601,11 @@ def rewrap_batch(
                 actor=actor,
                 reason=None,
                 kind=REWRAP_KIND,
-                count=len(rows),
+                count=moved,
                 detail=describe_rewrap(ctx),
             )
         )
-        return len(rows), found["last"]
+        return moved, found["last"]
 
     return _write(ctx, plan())
 
