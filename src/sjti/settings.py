@@ -162,8 +162,8 @@ class Settings:
     database_replica_url: str | None = _setting(
         None,
         "PostgreSQL streaming replica for user-key lookups (cache misses); revocations, "
-        "sign-ins and every write go to `database_url` (docs/scale.md: the staleness and "
-        "how the event watermark covers it)",
+        "sign-ins and every write go to `database_url`; a miss reads the replica only when it "
+        "proves it holds the newest event this node applied (docs/storage.md)",
         "store",
     )
     # -- cache and bus ------------------------------------------------------------------
