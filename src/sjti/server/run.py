@@ -22,9 +22,10 @@ from .._keyfile import load_key_material
 from .db import migrate
 from .settings import Settings
 
-__all__ = ["listening_socket", "prepare", "run_app", "serve"]
+__all__ = ["SERVE_LOG_LEVEL", "listening_socket", "prepare", "run_app", "serve"]
 
 APP = "sjti.server.app:app_from_env"
+SERVE_LOG_LEVEL = "info"  # uvicorn's default: an access-log line per request
 
 
 def prepare(settings: Settings) -> None:
@@ -81,7 +82,7 @@ def run_app(factory: str, *, host: str, port: int, workers: int, log_level: str)
         sock.close()
 
 
-def serve(settings: Settings, *, log_level: str = "info") -> None:
+def serve(settings: Settings, *, log_level: str = SERVE_LOG_LEVEL) -> None:
     """Start uvicorn with ``settings.workers`` processes; every worker reads ``SJTI_*``."""
     prepare(settings)
     os.environ["SJTI_WORKERS"] = str(settings.workers)  # workers must know they share

@@ -25,6 +25,7 @@ from .passwords import Passwords
 from .ratelimit import FailureLimiter
 from .sessions import RefreshStore
 from .settings import Settings
+from .users import UserRows
 
 __all__ = ["Database", "Services", "describe_unwrap_failure", "kek_self_check"]
 
@@ -118,6 +119,7 @@ class Services:
     user_limiter: FailureLimiter
     ip_limiter: FailureLimiter
     register_limiter: FailureLimiter
+    user_rows: UserRows  # the row every bearer request loads (see auth.verify_access_token)
     database: Database = field(repr=False)
     bus: Bus | None = None
     # Why this node cannot serve (a KEK that does not open stored keys): /readyz says it.
@@ -147,6 +149,7 @@ class Services:
             user_limiter=FailureLimiter(settings.login_max_failures, settings.login_window),
             ip_limiter=FailureLimiter(settings.login_max_failures_per_ip, settings.login_window),
             register_limiter=FailureLimiter(settings.registrations_per_ip, settings.login_window),
+            user_rows=UserRows(engine, material.kek_ring),
             bus=auth.bus,
             problem=problem,
             database=database,
@@ -182,4 +185,5 @@ class Services:
 
     def close(self) -> None:
         """Stop the bus and release the database (idempotent)."""
+        self.user_rows.close()
         self.database.close()
