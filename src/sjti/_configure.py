@@ -265,9 +265,9 @@ def _sql(
         cohort_columns=cohort_columns,
         notify_channel=notify,
         # Misses only, only while the bus keeps the cache trusted (a bypass read must be
-        # current), only when it proves it holds the events applied here: stores/_replica.
+        # current), only when it proves it holds what the cache dropped: stores/_replica.
         replica=replica,
-        replica_while=lambda: cache.trusted,
+        replica_cache=cache,
     )
     store.add_listener(cache.invalidate)  # this process refuses at once, bus or not
     bus = _bus_for(settings, cache, store)

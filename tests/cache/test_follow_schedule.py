@@ -32,10 +32,10 @@ class SpyCache:
     def _note(self, name: str, *args: Any) -> None:
         self.trace.append(f"cache.{name}({', '.join(map(repr, args))})")
 
-    def clear(self) -> None:
+    def clear(self, *, event: int | None = None) -> None:  # event: test_follow_drops.py
         self._note("clear")
 
-    def invalidate(self, user_ids: Iterable[str] | None) -> None:
+    def invalidate(self, user_ids: Iterable[str] | None, *, event: int | None = None) -> None:
         self._note("invalidate", None if user_ids is None else tuple(user_ids))
 
     def _trust(self, name: str, lease: float | None, since: float | None) -> None:

@@ -7,11 +7,14 @@ replay. Node B follows the event log through a real PostgreSQL NOTIFY bus.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -31,7 +34,7 @@ from sjti import (
 )
 from sjti.bench._soak_infra import MissingTool, free_port
 from sjti.cache import CachedKeys, KeyCache
-from sjti.cache.pg_bus import PgNotifyBus
+from sjti.cache.pg_bus import AsyncPgNotifyBus, PgNotifyBus
 from sjti.errors import ConfigurationError
 from sjti.stores.sql import SqlSecretStore, upgrade
 from sjti.stores.sql_async import AsyncSqlSecretStore
@@ -84,6 +87,13 @@ class Node:
             assert time.monotonic() < deadline, "node B never applied the event"
             time.sleep(0.005)
 
+    def dropped(self, user: str, seconds: float = 20) -> None:
+        """Wait until the node's cache no longer holds ``user`` (a message arrived)."""
+        deadline = time.monotonic() + seconds
+        while user in self.cache:
+            assert time.monotonic() < deadline, "node B never dropped the user"
+            time.sleep(0.005)
+
     def verify(self, token: str) -> Claims:
         return self.verifier.verify_with(token, self.keys.get)
 
@@ -104,22 +114,29 @@ def admin(engines: tuple[sa.Engine, sa.Engine], ring: KekRing) -> SqlSecretStore
     return SqlSecretStore(engines[0], ring, notify_channel=CHANNEL)
 
 
+@contextlib.contextmanager
+def running_node(
+    cluster: ReplicaCluster, engines: tuple[sa.Engine, sa.Engine], ring: KekRing, **bus: Any
+) -> Iterator[Node]:
+    """A node with its replica, cache and NOTIFY bus (``bus``: the bus's options)."""
+    cache = KeyCache()
+    store = SqlSecretStore(engines[0], ring, replica=engines[1], replica_cache=cache)
+    listener = PgNotifyBus(cache, cluster.primary.url, channel=CHANNEL, log=store, **bus)
+    listener.start()
+    assert listener.wait_connected(20)
+    try:
+        yield Node(store, cache, listener)
+    finally:
+        listener.close()
+        store.close()
+
+
 @pytest.fixture
 def node(
     cluster: ReplicaCluster, engines: tuple[sa.Engine, sa.Engine], ring: KekRing
 ) -> Iterator[Node]:
-    cache = KeyCache()
-    store = SqlSecretStore(
-        engines[0], ring, replica=engines[1], replica_while=lambda: cache.trusted
-    )
-    bus = PgNotifyBus(cache, cluster.primary.url, channel=CHANNEL, log=store)
-    bus.start()
-    assert bus.wait_connected(20)
-    try:
-        yield Node(store, cache, bus)
-    finally:
-        bus.close()
-        store.close()
+    with running_node(cluster, engines, ring) as started:
+        yield started
 
 
 def _user() -> str:
@@ -195,12 +212,12 @@ def test_bypass_reads_and_nodes_that_never_read_the_log_use_the_primary(
     user = _user()
     admin.ensure(user)
     cluster.standby.catch_up()
-    trusted = [False]
-    bypassing = SqlSecretStore(
-        engines[0], ring, replica=engines[1], replica_while=lambda: trusted[0]
-    )
+    untrusted = KeyCache()
+    bypassing = SqlSecretStore(engines[0], ring, replica=engines[1], replica_cache=untrusted)
     bypassing.latest_event_id()  # it follows the log: only the trust keeps it off
-    blind = SqlSecretStore(engines[0], ring, replica=engines[1], replica_while=lambda: True)
+    blind = SqlSecretStore(
+        engines[0], ring, replica=engines[1], replica_cache=KeyCache(trusted=True)
+    )
     paused()
     admin.revoke(user)  # no node is told
     current = admin.load_secret(user)
@@ -210,7 +227,7 @@ def test_bypass_reads_and_nodes_that_never_read_the_log_use_the_primary(
         assert store.replica is not None
         assert store.replica.served == 0
         store.close()
-    trusted[0] = True
+    untrusted.mark_trusted()
     assert bypassing.load_secret(user) != current  # trusted, untold: the replica's row
     assert bypassing.replica is not None
     assert bypassing.replica.served == 1
@@ -230,7 +247,7 @@ def test_a_replica_that_fails_hands_lookups_to_the_primary(
         f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/postgres",
         connect_args={"connect_timeout": 2},
     )
-    store = SqlSecretStore(engines[0], ring, replica=dead, replica_while=lambda: True)
+    store = SqlSecretStore(engines[0], ring, replica=dead, replica_cache=KeyCache(trusted=True))
     store.latest_event_id()
     user = _user()
     admin.ensure(user)
@@ -246,11 +263,11 @@ def test_a_replica_needs_postgresql_and_the_cache_trust(
     engines: tuple[sa.Engine, sa.Engine], ring: KekRing
 ) -> None:
     """Wiring mistakes fail when the store is built, with which one in the message."""
-    with pytest.raises(ConfigurationError, match="replica_while"):
+    with pytest.raises(ConfigurationError, match="replica_cache"):
         SqlSecretStore(engines[0], ring, replica=engines[1])
     sqlite = sa.create_engine("sqlite://")
     with pytest.raises(ConfigurationError, match="PostgreSQL"):
-        SqlSecretStore(sqlite, ring, replica=engines[1], replica_while=lambda: True)
+        SqlSecretStore(sqlite, ring, replica=engines[1], replica_cache=KeyCache(trusted=True))
     sqlite.dispose()
 
 
@@ -299,28 +316,32 @@ async def test_the_async_store_proves_the_replica_current_too(
     paused: Callable[[], None],
     anyio_backend: str,
 ) -> None:
-    """AsyncSqlSecretStore: the same proof, the same fallback (its bus reads the log
-    through the same two methods, called here as the bus would)."""
+    """AsyncSqlSecretStore behind an asyncio NOTIFY bus: the same proof, the same
+    fallback, through the cache's async path."""
     primary = create_async_engine(cluster.primary.url)
     standby = create_async_engine(cluster.standby.url)
-    node = AsyncSqlSecretStore(primary, ring, replica=standby, replica_while=lambda: True)
+    cache = KeyCache()
+    node = AsyncSqlSecretStore(primary, ring, replica=standby, replica_cache=cache)
+    bus = AsyncPgNotifyBus(cache, cluster.primary.url, channel=CHANNEL, log=node).start()
+    keys = CachedKeys(asource=node, cache=cache)
     try:
-        watermark = await node.latest_event_id()
+        assert await bus.wait_connected(20)
         user = _user()
-        admin.ensure(user)
+        old = admin.ensure(user).secret_bytes()
         cluster.standby.catch_up()
-        old = await node.load_secret(user)
+        assert (await keys.aget(user)).secret_bytes() == old
         assert node.replica is not None
         assert node.replica.served == 1
         paused()
         event_id = admin.revoke(user).event_id
         assert event_id is not None
-        page = await node.events_after(watermark)
-        assert event_id in [event.id for event in page.events]
-        new = await node.load_secret(user)
+        while (bus.watermark or 0) < event_id:
+            await anyio.sleep(0.005)
+        new = (await keys.aget(user)).secret_bytes()
         assert new == admin.load_secret(user)
         assert new != old
         assert node.replica.served == 1
     finally:
+        await bus.close()
         await primary.dispose()
         await standby.dispose()

@@ -244,7 +244,7 @@ class Follower:
         """Apply every event after the watermark (clear if they cannot all be read)."""
         if self.watermark is None:
             latest: int = yield Latest()
-            self.cache.clear()  # nothing it held was checked against the log
+            self.cache.clear(event=latest)  # nothing it held was checked against the log
             self.watermark = latest
             self.cleared += 1
         else:
@@ -259,7 +259,7 @@ class Follower:
                         # prune). We cannot know whom it named: clear.
                         self._start_over(page.latest)
                         break
-                    self.cache.invalidate(event.user_ids)
+                    self.cache.invalidate(event.user_ids, event=event.id)
                     self.watermark = event.id
                     self.replayed += 1
                 if not page.events or self.watermark >= page.latest:
@@ -268,7 +268,7 @@ class Follower:
         yield Heartbeat(self.watermark)
 
     def _start_over(self, latest: int) -> None:
-        self.cache.clear()
+        self.cache.clear(event=latest)
         self.watermark = latest
         self.cleared += 1
 
@@ -288,7 +288,9 @@ class Follower:
     def _apply(self, payload: str | bytes) -> Generator[Op, Any, None]:
         notice = decode_notice(payload)
         if not self.has_log or notice.event is None:
-            self.cache.invalidate(notice.users)  # None: unreadable or "all": drop everything
+            # No event id (a version-1 message, an unreadable one): drop observers hear the
+            # drop unexplained. None: unreadable or "all": drop everything.
+            self.cache.invalidate(notice.users)
             return
         if notice.event <= self._mark():
             return  # already applied (a replay or a second relay got there first)

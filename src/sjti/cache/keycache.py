@@ -42,6 +42,12 @@ Staleness bound
     :meth:`KeyCache.suspend` bypasses the cache but keeps its entries, for a bus that
     will replay the events it missed instead of clearing.
 
+Drop observers
+    :meth:`KeyCache.add_drop_observer` hears every drop before it happens, whoever asked
+    for it (a bus, a store's listener, :meth:`KeyCache.clear`), with the event-log id
+    that explains it when the caller knows one. A read replica's guard
+    (:mod:`sjti.stores._replica`) learns from it what a replica read must prove.
+
 A cache without a bus (one process, the store's listener calling :meth:`KeyCache.invalidate`
 directly) is created with ``trusted=True``.
 """
@@ -60,10 +66,15 @@ from typing import Final
 from .._core.binding import USER_KEY_SIZE, is_record
 from ..errors import BackendError, ConfigurationError
 
-__all__ = ["BusState", "CacheStats", "KeyCache", "MonotonicClock"]
+__all__ = ["BusState", "CacheStats", "DropObserver", "KeyCache", "MonotonicClock"]
 
 MonotonicClock = Callable[[], float]
 """Seconds from an arbitrary origin that never goes backwards (``time.monotonic``)."""
+
+DropObserver = Callable[[int | None, "tuple[str, ...] | None"], None]
+"""Told ``(event_id, user_ids)`` under the cache's lock before users (``None``: everyone)
+are dropped; ``event_id`` is the event-log id that explains the drop, or ``None`` when
+the caller does not know one. It must be quick and must not call the cache."""
 
 BusState = str
 """``"none"`` (no bus attached), ``"connecting"``, ``"connected"``, ``"disconnected"``,
@@ -184,6 +195,7 @@ class KeyCache:
         "_n_misses",
         "_n_negative_hits",
         "_n_stale_fills",
+        "_observers",
         "_old",
         "_trusted_until",
         "_young",
@@ -217,6 +229,7 @@ class KeyCache:
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
         self._aflights: dict[str, _AsyncFlight] = {}
+        self._observers: tuple[DropObserver, ...] = ()
         self._trusted_until = math.inf if trusted else -math.inf
         self._bus_state: BusState = "none"
         self._n_hits = 0
@@ -419,12 +432,25 @@ class KeyCache:
 
     # -- invalidation and trust ---------------------------------------------------------
 
-    def invalidate(self, user_ids: Iterable[str] | None) -> None:
-        """Drop these users (``None``: everyone). Fits ``store.add_listener`` directly."""
+    def add_drop_observer(self, observer: DropObserver) -> None:
+        """Tell ``observer`` of every drop from now on, before it happens (see module doc)."""
+        with self._lock:
+            self._observers = (*self._observers, observer)
+
+    def invalidate(self, user_ids: Iterable[str] | None, *, event: int | None = None) -> None:
+        """Drop these users (``None``: everyone). Fits ``store.add_listener`` directly.
+
+        ``event``: the event-log id that explains the drop, when the caller knows it (a
+        bus replaying the log); drop observers hear it.
+        """
         if user_ids is None:
-            self.clear()
+            self.clear(event=event)
             return
         with self._lock:
+            if self._observers:
+                user_ids = tuple(user_ids)
+                for observer in self._observers:
+                    observer(event, user_ids)
             young, old, flights, aflights = self._young, self._old, self._flights, self._aflights
             count = 0
             for user_id in user_ids:
@@ -439,12 +465,15 @@ class KeyCache:
                     aflight.dirty = True
             self._n_invalidations += count
 
-    def clear(self) -> None:
-        """Drop every entry; fills in progress will not insert what they read."""
+    def clear(self, *, event: int | None = None) -> None:
+        """Drop every entry; fills in progress will not insert what they read. ``event``:
+        as :meth:`invalidate` (a bus starting at the log's newest id passes it)."""
         with self._lock:
-            self._clear_locked()
+            self._clear_locked(event)
 
-    def _clear_locked(self) -> None:
+    def _clear_locked(self, event: int | None = None) -> None:
+        for observer in self._observers:
+            observer(event, None)
         self._young = {}
         self._old = {}
         for flight in self._flights.values():

@@ -1,22 +1,30 @@
 """Cache misses served from a streaming replica without ever serving a revoked key.
 
-The danger: a node applies a revocation event for user X (its cache drops X), then a miss
-for X reads a replica that has not replayed that revocation yet and caches X's old key;
-no further event will come, so the revoked token would be accepted until the entry ages
-out. The rule that closes it (docs/storage.md, "Read replica"):
+The danger: a node's cache drops user X (a revocation applied), then a miss for X reads
+a replica that has not replayed that revocation yet and caches X's old key; no further
+event will come, so the revoked token would be accepted until the entry ages out. The
+rule that closes it (docs/storage.md, "Read replica"):
 
-    A replica read for X is used only if the replica's snapshot contains the newest
-    event this node applied that touched X, proven in the same statement.
+    A replica read for X is used only if the replica's snapshot contains an event at
+    least as new as every change behind a drop of X this node's cache has seen,
+    proven in the same statement.
 
-:class:`ReplicaGuard` keeps what the rule needs, learned where the node learns it: the
-event log pages its bus reads (:meth:`ReplicaGuard.saw_page`, before the bus applies
-them), the log's newest id when a bus starts from it (:meth:`ReplicaGuard.saw_latest`)
-and this process's own commits (:meth:`ReplicaGuard.saw_commit`, before its listeners
-run). Event ids are gapless and commit in order (:mod:`sjti.stores._eventlog`), and a
-standby replays commits in that order, so a snapshot holding event N holds every event up
-to N with everything its transaction changed. So one id per user is enough, and when the
+:class:`ReplicaGuard` learns it from the cache itself (:meth:`KeyCache.add_drop_observer
+<sjti.cache.KeyCache.add_drop_observer>`): every drop, whoever asks for it, is heard
+before the cache drops anything.
+
+* A drop with its event id (the bus replaying the log; a bus starting at the log's
+  newest id): X needs that event (everyone, for a drop of everyone).
+* A drop without one (a version-1 message, ``bus.publish``, another store's listener,
+  an unreadable message, a resync): X reads the primary until a log read that *began
+  after the drop* returns; X then needs the newest id that read saw. The change behind
+  the drop committed, with its event, before anyone announced it, so that id covers it.
+
+Event ids are gapless and commit in order (:mod:`sjti.stores._eventlog`), and a standby
+replays commits in that order, so a snapshot holding event N holds every event up to N
+with everything its transaction changed. So one id per user is enough, and when the
 memory is full the oldest users are folded into ``floor`` (an id every replica read must
-contain): forgetting only makes the check stricter, it never lets a stale row through.
+contain): forgetting only makes the check stricter, never looser.
 
 The lookup (:func:`compile_replica_lookup`) is the hot primary-key ``SELECT`` with one
 more column, ``EXISTS (SELECT 1 FROM events WHERE id = :need)``: one statement, one
@@ -31,7 +39,7 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy import Engine, bindparam, exists, func, literal_column, or_, select
 from sqlalchemy.engine import Dialect
@@ -41,18 +49,16 @@ from ..errors import BackendError, ConfigurationError, UnwrapError
 from . import _lookup as lookups
 from . import _plans as plans
 from . import _statements as st
-from .base import EventPage, RevocationResult
 
 __all__ = [
     "DOWN_FOR",
     "MAX_USERS",
     "AsyncReplica",
+    "GuardedCache",
     "Replica",
     "ReplicaGuard",
     "compile_replica_lookup",
-    "seen_latest",
-    "seen_page",
-    "seen_result",
+    "log_read",
 ]
 
 MAX_USERS: Final = 65_536  # users remembered one by one; beyond, folded into the floor
@@ -60,14 +66,26 @@ DOWN_FOR: Final = 5.0  # seconds a failed replica is left alone (lookups go to t
 _NEED: Final = "b_need"
 
 
+class GuardedCache(Protocol):
+    """What the replica needs of the node's cache (:class:`sjti.cache.KeyCache`)."""
+
+    @property
+    def trusted(self) -> bool: ...
+
+    def add_drop_observer(
+        self, observer: Callable[[int | None, tuple[str, ...] | None], None]
+    ) -> None: ...
+
+
 class ReplicaGuard:
     """Per user, the newest event id a replica read must contain (thread-safe).
 
-    ``need(user_id)`` is ``None`` until the node has read the event log once: a process
-    that never follows the log cannot prove anything and always reads the primary.
+    ``need(user_id)`` is ``None`` (read the primary) while a drop of that user, or of
+    everyone, waits for a log read that began after it; a new guard waits so for its
+    first log read (nobody knows yet what the node applied).
     """
 
-    __slots__ = ("_floor", "_lock", "_max_users", "_recent", "_seen")
+    __slots__ = ("_blocked", "_drops", "_floor", "_lock", "_max_users", "_pending", "_recent")
 
     def __init__(self, max_users: int = MAX_USERS) -> None:
         if max_users < 1:
@@ -75,60 +93,56 @@ class ReplicaGuard:
         self._max_users = max_users
         self._lock = threading.Lock()
         self._floor = 0  # every replica read must contain this event
-        self._seen: int | None = None  # the log is known through this id (None: never read)
         self._recent: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._drops = 0  # unexplained drops so far (a log read's ticket)
+        # user -> the number of its last unexplained drop, oldest first
+        self._pending: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._blocked: int | None = 0  # an unexplained drop of everyone (0: never read)
 
     def need(self, user_id: str) -> int | None:
-        """The event id the replica must hold to serve ``user_id`` (0: none; ``None``: the
-        log was never read, use the primary)."""
-        if self._seen is None:
-            return None
-        return max(self._floor, self._recent.get(user_id, 0))  # two atomic reads
+        """The event id the replica must hold to serve ``user_id`` (0: none; ``None``:
+        read the primary)."""
+        with self._lock:  # an eviction must never fall between the two reads
+            if self._blocked is not None or user_id in self._pending:
+                return None
+            return max(self._floor, self._recent.get(user_id, 0))
 
-    def saw_latest(self, latest: int) -> None:
-        """The log's newest id was read. A bus starts from it without reading the events
-        below (it clears its cache): the replica must hold it. Also when a poll finds the
-        log ahead of what was read: stricter than needed, never looser."""
+    def dropped(self, event_id: int | None, user_ids: Sequence[str] | None) -> None:
+        """The cache is about to drop ``user_ids`` (``None``: everyone), because of
+        ``event_id`` if known (a :data:`~sjti.cache.DropObserver`)."""
         with self._lock:
-            if self._seen is None or latest > self._seen:
+            if event_id is not None:
+                self._remember(event_id, user_ids)
+                return
+            self._drops += 1
+            pending = self._pending
+            if user_ids is None or len(pending) + len(user_ids) > self._max_users:
+                self._blocked = self._drops  # everyone waits for the next log read
+                pending.clear()
+                return
+            for user_id in user_ids:
+                pending[user_id] = self._drops
+                pending.move_to_end(user_id)
+
+    def ticket(self) -> int:
+        """Taken just before a log read starts: the drops that read will cover."""
+        return self._drops
+
+    def read_log(self, ticket: int, latest: int) -> None:
+        """A log read that began at ``ticket`` saw ``latest`` as the newest event id."""
+        with self._lock:
+            if self._blocked is not None and self._blocked <= ticket:
+                self._blocked = None
                 self._floor = max(self._floor, latest)
-                self._seen = max(self._seen or 0, latest)
-
-    def saw_page(self, after: int, page: EventPage) -> None:
-        """Events after ``after`` were read from the log (before the bus applies them).
-
-        A page the bus cannot replay one by one (pruned gap, ids missing, the log behind
-        the watermark) makes it clear and start at ``page.latest``: so does the floor.
-        """
-        with self._lock:
-            # The caller may claim to be current up to ``after`` in a way we did not see.
-            if self._seen is None or after > self._seen:
-                self._floor = max(self._floor, after)
-            gap = page.latest < after or (
-                page.oldest is not None and page.oldest > after + 1 and page.latest > after
-            )
-            expected = after + 1
-            for event in () if gap else page.events:
-                if event.id != expected:
-                    gap = True
+            pending, resolved = self._pending, []
+            while pending:
+                user_id, dropped_at = next(iter(pending.items()))
+                if dropped_at > ticket:
                     break
-                self._remember(event.id, event.user_ids)
-                expected += 1
-            if gap:
-                self._floor = max(self._floor, page.latest)
-            self._seen = max(self._seen or 0, page.latest if gap else expected - 1)
-
-    def saw_commit(self, event_id: int | None, user_ids: Sequence[str] | None) -> None:
-        """This process committed ``event_id`` (before its listeners drop the users)."""
-        if event_id is None:
-            return
-        with self._lock:
-            self._remember(event_id, user_ids)
-
-    def saw_result(self, result: RevocationResult) -> None:
-        """A revocation or sign-in this process committed (before its listeners run)."""
-        if result.count and not result.dry_run:
-            self.saw_commit(result.event_id, None if result.truncated else result.user_ids)
+                del pending[user_id]
+                resolved.append(user_id)
+            if resolved:
+                self._remember(latest, resolved)
 
     def _remember(self, event_id: int, user_ids: Sequence[str] | None) -> None:
         """Under the lock. An event naming nobody (a cohort too large to list) or more
@@ -146,7 +160,10 @@ class ReplicaGuard:
             self._floor = max(self._floor, forgotten)
 
     def __repr__(self) -> str:
-        return f"ReplicaGuard(floor={self._floor}, users={len(self._recent)})"
+        return (
+            f"ReplicaGuard(floor={self._floor}, users={len(self._recent)}, "
+            f"pending={len(self._pending)}, blocked={self._blocked is not None})"
+        )
 
 
 def compile_replica_lookup(ctx: st.Context, dialect: Dialect) -> lookups.Lookup:
@@ -171,40 +188,36 @@ def _proven(row: Sequence[Any] | None) -> Sequence[Any] | None:
     return row[:-1]
 
 
-Trusted = Callable[[], bool]
+def log_read(reader: _ReplicaBase | None) -> Callable[[int], int]:
+    """Call before a log read starts; call what it returns with the newest id it saw."""
+    if reader is None:
+        return _unchanged
+    guard = reader.guard
+    ticket = guard.ticket()
+
+    def seen(latest: int) -> int:
+        guard.read_log(ticket, latest)
+        return latest
+
+    return seen
 
 
-def seen_page(reader: _ReplicaBase | None, after: int, page: EventPage) -> EventPage:
-    """A store's ``events_after`` answer, noted before the bus applies it."""
-    if reader is not None:
-        reader.guard.saw_page(after, page)
-    return page
-
-
-def seen_latest(reader: _ReplicaBase | None, latest: int) -> int:
-    """A store's ``latest_event_id`` answer, noted before the bus starts from it."""
-    if reader is not None:
-        reader.guard.saw_latest(latest)
+def _unchanged(latest: int) -> int:
     return latest
-
-
-def seen_result(reader: _ReplicaBase | None, result: RevocationResult) -> None:
-    """A store's own commit, noted before its listeners drop the users."""
-    if reader is not None:
-        reader.guard.saw_result(result)
 
 
 class _ReplicaBase:
     """What the sync and async readers share: when to ask the replica, what to keep."""
 
     def __init__(self, primary: Engine | AsyncEngine, replica: Engine | AsyncEngine,
-                 ctx: st.Context, trusted: Trusted) -> None:  # fmt: skip
+                 ctx: st.Context, cache: GuardedCache) -> None:  # fmt: skip
         if replica.dialect.name != "postgresql" or primary.dialect.name != "postgresql":
             raise ConfigurationError("a read replica needs PostgreSQL for both engines")
         self.ctx = ctx
         self.guard = ReplicaGuard()
         self.lookup = compile_replica_lookup(ctx, replica.dialect)
-        self._trusted = trusted
+        self._cache = cache
+        cache.add_drop_observer(self.guard.dropped)  # before any drop, from anyone
         self._down_until = -1.0
         self.served = 0  # lookups the replica answered
         self.declined = 0  # lookups it could not prove current (or failed): the primary's
@@ -212,8 +225,8 @@ class _ReplicaBase:
     def need(self, user_id: str) -> int | None:
         """The event the replica must hold for ``user_id``; ``None``: read the primary
         (the cache is bypassed, so the read must be current; the replica failed
-        recently; or this node never read the event log)."""
-        if time.monotonic() < self._down_until or not self._trusted():
+        recently; or a drop of the user waits for a log read)."""
+        if time.monotonic() < self._down_until or not self._cache.trusted:
             return None
         return self.guard.need(user_id)
 
@@ -240,8 +253,8 @@ class Replica(_ReplicaBase):
     """The sync store's replica reads, on a lane of held replica connections."""
 
     def __init__(self, primary: Engine, replica: Engine, ctx: st.Context,
-                 trusted: Trusted) -> None:  # fmt: skip
-        super().__init__(primary, replica, ctx, trusted)
+                 cache: GuardedCache) -> None:  # fmt: skip
+        super().__init__(primary, replica, ctx, cache)
         self.lane = lookups.Lane(replica, self.lookup)
 
     def read(self, user_id: str, id_value: object) -> bytes | None:
@@ -260,8 +273,8 @@ class AsyncReplica(_ReplicaBase):
     """The async store's replica reads, a pooled replica connection per call."""
 
     def __init__(self, primary: AsyncEngine, replica: AsyncEngine, ctx: st.Context,
-                 trusted: Trusted) -> None:  # fmt: skip
-        super().__init__(primary, replica, ctx, trusted)
+                 cache: GuardedCache) -> None:  # fmt: skip
+        super().__init__(primary, replica, ctx, cache)
         self.engine = replica
 
     async def read(self, user_id: str, id_value: object) -> bytes | None:

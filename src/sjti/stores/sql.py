@@ -123,13 +123,13 @@ class SqlSecretStore:
         notify_channel: str | None = None,
         clock: Callable[[], datetime] = rv.utc_now,
         replica: Engine | None = None,
-        replica_while: Callable[[], bool] | None = None,
+        replica_cache: replicas.GuardedCache | None = None,
     ) -> None:
         """``replica``: a streaming replica of ``engine`` (PostgreSQL) for cache misses,
-        used only while ``replica_while()`` says the node's cache is trusted (pass
-        ``lambda: cache.trusted``) and only when it proves it holds every event this node
-        applied for the user (see :mod:`sjti.stores._replica`); writes, event-log reads
-        and anything it cannot prove go to ``engine``."""
+        used only while ``replica_cache`` (the node's :class:`~sjti.cache.KeyCache`) is
+        trusted and only when it proves it holds an event as new as every change behind
+        the cache's drops of the user (see :mod:`sjti.stores._replica`); writes,
+        event-log reads and anything it cannot prove go to ``engine``."""
         self._engine = engine
         self._layout = layout or OwnedTable()
         self._ctx = st.build_context(
@@ -141,7 +141,7 @@ class SqlSecretStore:
             clock,
         )
         self._lane = lookups.Lane(engine, lookups.compile_lookup(self._ctx, engine.dialect))
-        self._replica = _replica_for(engine, replica, replica_while, self._ctx)
+        self._replica = _replica_for(engine, replica, replica_cache, self._ctx)
         self._listeners: list[RevocationListener] = []
         self._event_listeners: list[EventListener] = []
 
@@ -215,7 +215,6 @@ class SqlSecretStore:
         node applied it, so no node refuses the device's first token."""
         job = plans.sign_in(self._ctx, user_id, sid or new_device_id(), max_devices, also)
         signed_in, result = self._run(job)
-        replicas.seen_result(self._replica, result)  # before the listeners
         rv.announce(self._listeners, self._event_listeners, result, "sign_in")
         if wait is None or signed_in.event_id is None:
             return signed_in
@@ -339,7 +338,6 @@ class SqlSecretStore:
             batch = self._run(job)
             jobs.advance(batch)
             if batch.result.count:
-                replicas.seen_result(self._replica, batch.result)
                 rv.announce(self._listeners, self._event_listeners, batch.result, "cohort")
                 yield batch.result
 
@@ -382,7 +380,6 @@ class SqlSecretStore:
         self, job: plans.Job[RevocationResult], kind: str, wait: Wait, timeout: float
     ) -> RevocationResult:
         result = self._run(job)  # committed when this returns
-        replicas.seen_result(self._replica, result)  # before the listeners
         rv.announce(self._listeners, self._event_listeners, result, kind)
         if wait is None or result.event_id is None:
             return result
@@ -397,12 +394,15 @@ class SqlSecretStore:
 
     def events_after(self, after: int, limit: int = eventlog.PAGE) -> EventPage:
         """Up to ``limit`` events after ``after``, and the log's bounds."""
+        seen = replicas.log_read(self._replica)  # a drop before this read: now an id
         page = self._run(eventlog.events_after(self._ctx, after, limit))
-        return replicas.seen_page(self._replica, after, page)  # before the bus applies it
+        seen(page.latest)
+        return page
 
     def latest_event_id(self) -> int:
         """The newest event id (0: none yet): the cheap poll every node runs."""
-        return replicas.seen_latest(self._replica, self._run(eventlog.latest(self._ctx)))
+        seen = replicas.log_read(self._replica)
+        return seen(self._run(eventlog.latest(self._ctx)))
 
     def pending_events(self, older_than: float = 0.0) -> list[RevocationEvent]:
         """Events nobody has published yet, committed at least ``older_than`` s ago."""
@@ -461,13 +461,13 @@ class SqlSecretStore:
 
 
 def _replica_for(
-    engine: Engine, replica: Engine | None, trusted: Callable[[], bool] | None, ctx: st.Context
+    engine: Engine, replica: Engine | None, cache: replicas.GuardedCache | None, ctx: st.Context
 ) -> replicas.Replica | None:
     if replica is None:
         return None
-    if trusted is None:
-        raise ConfigurationError("a read replica needs replica_while=lambda: cache.trusted")
-    return replicas.Replica(engine, replica, ctx, trusted)
+    if cache is None:
+        raise ConfigurationError("a read replica needs replica_cache=the node's KeyCache")
+    return replicas.Replica(engine, replica, ctx, cache)
 
 
 if TYPE_CHECKING:  # mypy proves the class keeps the protocol's shape

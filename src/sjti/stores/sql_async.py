@@ -89,9 +89,9 @@ class AsyncSqlSecretStore:
         notify_channel: str | None = None,
         clock: Callable[[], datetime] = rv.utc_now,
         replica: AsyncEngine | None = None,
-        replica_while: Callable[[], bool] | None = None,
+        replica_cache: replicas.GuardedCache | None = None,
     ) -> None:
-        """``replica`` / ``replica_while``: as :class:`sjti.stores.sql.SqlSecretStore`."""
+        """``replica`` / ``replica_cache``: as :class:`sjti.stores.sql.SqlSecretStore`."""
         self._engine = engine
         self._ctx = st.build_context(
             engine.dialect.name,
@@ -104,9 +104,9 @@ class AsyncSqlSecretStore:
         self._lookup = lookups.compile_lookup(self._ctx, engine.dialect)
         self._replica: replicas.AsyncReplica | None = None
         if replica is not None:
-            if replica_while is None:
-                raise ConfigurationError("a read replica needs replica_while=lambda: cache.trusted")
-            self._replica = replicas.AsyncReplica(engine, replica, self._ctx, replica_while)
+            if replica_cache is None:
+                raise ConfigurationError("a read replica needs replica_cache=the node's KeyCache")
+            self._replica = replicas.AsyncReplica(engine, replica, self._ctx, replica_cache)
         self._listeners: list[RevocationListener] = []
         self._event_listeners: list[EventListener] = []
 
@@ -171,7 +171,6 @@ class AsyncSqlSecretStore:
         node applied it, so no node refuses the device's first token."""
         job = plans.sign_in(self._ctx, user_id, sid or new_device_id(), max_devices, also)
         signed_in, result = await self._run(job)
-        replicas.seen_result(self._replica, result)  # before the listeners
         rv.announce(self._listeners, self._event_listeners, result, "sign_in")
         if wait is None or signed_in.event_id is None:
             return signed_in
@@ -280,7 +279,6 @@ class AsyncSqlSecretStore:
             batch = await self._run(job)
             jobs.advance(batch)
             if batch.result.count:
-                replicas.seen_result(self._replica, batch.result)
                 rv.announce(self._listeners, self._event_listeners, batch.result, "cohort")
                 yield batch.result
 
@@ -316,7 +314,6 @@ class AsyncSqlSecretStore:
         self, job: plans.Job[RevocationResult], kind: str, wait: Wait, timeout: float
     ) -> RevocationResult:
         result = await self._run(job)  # committed when this returns
-        replicas.seen_result(self._replica, result)  # before the listeners
         rv.announce(self._listeners, self._event_listeners, result, kind)
         if wait is None or result.event_id is None:
             return result
@@ -331,12 +328,15 @@ class AsyncSqlSecretStore:
 
     async def events_after(self, after: int, limit: int = eventlog.PAGE) -> EventPage:
         """Up to ``limit`` events after ``after``, and the log's bounds."""
+        seen = replicas.log_read(self._replica)  # a drop before this read: now an id
         page = await self._run(eventlog.events_after(self._ctx, after, limit))
-        return replicas.seen_page(self._replica, after, page)  # before the bus applies it
+        seen(page.latest)
+        return page
 
     async def latest_event_id(self) -> int:
         """The newest event id (0: none yet): the cheap poll every node runs."""
-        return replicas.seen_latest(self._replica, await self._run(eventlog.latest(self._ctx)))
+        seen = replicas.log_read(self._replica)
+        return seen(await self._run(eventlog.latest(self._ctx)))
 
     async def pending_events(self, older_than: float = 0.0) -> list[RevocationEvent]:
         """Events nobody has published yet, committed at least ``older_than`` s ago."""
