@@ -4,6 +4,7 @@ job's bookkeeping records a failure instead of losing it."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import warnings
@@ -14,15 +15,18 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from starlette.exceptions import StarletteDeprecationWarning
 
 from sjti.errors import BackendError
 from sjti.server import app as service
-from sjti.server.jobs import MAX_RUNNING, RevocationJobs, TooManyJobsError
+from sjti.server import db
+from sjti.server.db import make_engine
+from sjti.server.jobs import MAX_RUNNING, NotResumableError, RevocationJobs, TooManyJobsError
 from sjti.server.routes import admin as admin_routes
 from sjti.server.settings import Settings
 from sjti.server.users import get_by_name, set_role
-from sjti.stores.base import RevocationResult
+from sjti.stores.base import Cohort, RevocationResult
 
 from .harness import ADMIN, PASSWORD, Server, bearer, login, refresh, register
 
@@ -70,7 +74,10 @@ def test_a_cohort_job_revokes_in_batches_and_shows_its_progress(server: Server) 
             assert refresh(client, t["refresh_token"]).status_code == 400
         assert client.get("/me", headers=bearer(admin)).status_code == 200
         trail = client.get("/admin/revocations?limit=3", headers=bearer(admin)).json()
-        assert [r["detail"] for r in trail] == [f"role=user (batch {n})" for n in (3, 2, 1)]
+        stamp = f"rotated_before={datetime.fromisoformat(done['started_at']).replace(tzinfo=None)}"
+        assert [r["detail"] for r in trail] == [
+            f"role=user, {stamp}+00:00 (batch {n})" for n in (3, 2, 1)
+        ]
         assert {(r["actor"], r["reason"]) for r in trail} == {(f"admin:{ADMIN}", "incident 7")}
         assert trail[0]["id"] == done["last_audit_id"]
         listed = client.get("/admin/revocation-jobs", headers=bearer(admin)).json()
@@ -98,10 +105,19 @@ def _refuses_strangers_and_bad_input(
     assert client.get(jobs, headers=bearer(admin)).json() == []
 
 
-def _result(count: int, event_id: int) -> RevocationResult:
-    return RevocationResult(
-        count=count, user_ids=(), dry_run=False, audit_id=event_id, event_id=event_id
-    )
+class _FailingStore:
+    """The real store, whose second batch fails (the database went away mid-job)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def preview_batches(self, cohort: Any) -> RevocationResult:
+        return self._store.preview_batches(cohort)  # type: ignore[no-any-return]
+
+    def revoke_batches(self, cohort: Any, **options: Any) -> Iterator[RevocationResult]:
+        batches = self._store.revoke_batches(cohort, **options)
+        yield next(batches)
+        raise BackendError("secret store unavailable")
 
 
 def _wait(jobs: RevocationJobs, job_id: str) -> Any:
@@ -112,41 +128,86 @@ def _wait(jobs: RevocationJobs, job_id: str) -> Any:
     return job
 
 
-def test_a_failed_batch_ends_the_job_failed_with_what_committed_before() -> None:
-    """The store fails after one batch: the job says failed (a stable code, no message)
-    and keeps the committed batch's count and event."""
+def test_a_failed_batch_ends_the_job_failed_with_what_committed_before(
+    tmp_path: Path,
+) -> None:
+    """The store fails after one batch: the row says failed (a stable code, no message)
+    and keeps the committed batch's count and event; a resume finishes the cohort."""
+    with _app(tmp_path) as (client, services):
+        for name in ("ann", "bob", "cid"):
+            assert client.post("/users", json={"username": name, "password": PASSWORD}).is_success
+            _token(client, name)  # a key and a refresh session each
+        jobs = RevocationJobs(services.engine, _FailingStore(services.store), _now)
+        job = jobs.start(Cohort(role="user"), actor="admin:x", reason=None, batch_size=2)
+        ended = _wait(jobs, job.id)
+        assert (ended.state, ended.error) == ("failed", "temporarily_unavailable")
+        assert (ended.batches, ended.revoked, ended.refresh_sessions_revoked) == (1, 2, 2)
+        assert ended.first_event_id == ended.last_event_id is not None
+        assert ended.finished_at is not None
+        healthy = RevocationJobs(services.engine, services.store, _now)
+        assert healthy.get(job.id) == ended  # any worker reads it
+        healthy.resume(job.id)
+        finished = _wait(healthy, job.id)
+        assert (finished.state, finished.batches, finished.revoked) == ("done", 2, 3)
+        with pytest.raises(NotResumableError):
+            healthy.resume(job.id)
 
-    def revoker(counted: list[int]) -> Iterator[RevocationResult]:
-        counted.append(4)
-        yield _result(10, 41)
-        raise BackendError("secret store unavailable")
 
-    jobs = RevocationJobs(lambda: datetime.now(UTC))
-    job = jobs.start(revoker, description="tenant=a", total=20, actor="admin:x", reason=None)
-    ended = _wait(jobs, job.id)
-    assert (ended.state, ended.error) == ("failed", "temporarily_unavailable")
-    assert (ended.batches, ended.revoked, ended.refresh_sessions_revoked) == (1, 10, 4)
-    assert (ended.first_event_id, ended.last_event_id) == (41, 41)
-    assert ended.finished_at is not None
-
-
-def test_a_node_runs_a_bounded_number_of_jobs_at_once() -> None:
+def test_a_worker_runs_a_bounded_number_of_jobs_at_once(tmp_path: Path) -> None:
     """Past MAX_RUNNING running jobs, a new one is refused (TooManyJobsError)."""
     release = threading.Event()
 
-    def revoker(counted: list[int]) -> Iterator[RevocationResult]:
-        release.wait(10)
-        yield from ()
+    class Blocked(_FailingStore):
+        def revoke_batches(self, cohort: Any, **options: Any) -> Iterator[RevocationResult]:
+            release.wait(10)
+            yield from ()
 
-    jobs = RevocationJobs(lambda: datetime.now(UTC))
-    started = [
-        jobs.start(revoker, description="d", total=0, actor="a", reason=None)
-        for _ in range(MAX_RUNNING)
-    ]
-    with pytest.raises(TooManyJobsError):
-        jobs.start(revoker, description="d", total=0, actor="a", reason=None)
-    release.set()
-    assert all(_wait(jobs, job.id).state == "done" for job in started)
+    with _app(tmp_path) as (_client, services):
+        jobs = RevocationJobs(services.engine, Blocked(services.store), _now)
+        started = [
+            jobs.start(Cohort(role="user"), actor="a", reason=None, batch_size=1)
+            for _ in range(MAX_RUNNING)
+        ]
+        with pytest.raises(TooManyJobsError):
+            jobs.start(Cohort(role="user"), actor="a", reason=None, batch_size=1)
+        release.set()
+        assert all(_wait(jobs, job.id).state == "done" for job in started)
+
+
+def test_the_v3_migration_adds_the_jobs_table_to_a_v2_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database the previous release made (v2) gains the jobs table, once."""
+    engine = make_engine(f"sqlite:///{tmp_path}/v2.db")
+    monkeypatch.setattr(db, "MIGRATIONS", db.MIGRATIONS[:2])
+    db.migrate(engine)
+    assert not sa.inspect(engine).has_table("sjti_revocation_jobs")
+    monkeypatch.undo()
+    db.migrate(engine)
+    db.migrate(engine)  # idempotent
+    assert sa.inspect(engine).has_table("sjti_revocation_jobs")
+    with engine.connect() as conn:
+        version = conn.execute(sa.text("SELECT version FROM sjti_server_schema")).scalar_one()
+    assert version == len(db.MIGRATIONS) == 3
+    engine.dispose()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextlib.contextmanager
+def _app(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
+    """The service in process (its users, store and tables), for the job runner."""
+    with warnings.catch_warnings():  # it prefers httpx2; httpx is what this project has
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from starlette.testclient import TestClient
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/jobs.db", key_file=str(tmp_path / "keys.json")
+    )
+    with TestClient(service.create_app(settings)) as client:
+        yield client, client.app.state.services  # type: ignore[attr-defined]
 
 
 def test_one_request_refuses_a_cohort_larger_than_one_batch(

@@ -45,6 +45,7 @@ __all__ = [
     "metadata",
     "migrate",
     "refresh_tokens",
+    "revocation_jobs",
     "users",
 ]
 
@@ -88,6 +89,34 @@ refresh_tokens = Table(
     Column("expires_at", UtcDateTime, nullable=False),
 )
 
+# v3: cohort revocation jobs, shared by every worker and node (sjti.server.jobs). The
+# counters are written in each batch's own transaction; owner + heartbeat_at are the lease.
+revocation_jobs = Table(
+    "sjti_revocation_jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("state", String(16), nullable=False),  # running, done, failed
+    Column("cohort", Text, nullable=False),  # the criteria as JSON, for a resume
+    Column("description", String(512), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("reason", String(200), nullable=True),
+    Column("batch_size", Integer, nullable=False),
+    Column("pause_ms", Integer, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("started_at", UtcDateTime, nullable=False, index=True),
+    Column("owner", String(64), nullable=False),  # the worker running it (host:pid:nonce)
+    Column("heartbeat_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("batches", Integer, nullable=False),
+    Column("revoked", BigInteger, nullable=False),
+    Column("refresh_sessions_revoked", BigInteger, nullable=False),
+    Column("first_event_id", BigInteger, nullable=True),
+    Column("last_event_id", BigInteger, nullable=True),
+    Column("last_audit_id", BigInteger, nullable=True),
+    Column("error", String(64), nullable=True),
+    Column("resumed", Integer, nullable=False),
+)
+
 _versions = Table(
     "sjti_server_schema",
     MetaData(),
@@ -120,7 +149,12 @@ def _v2(conn: Connection) -> None:
     conn.execute(text(f"ALTER TABLE sjti_users ADD COLUMN {spec}"))
 
 
-MIGRATIONS: Final[Sequence[Callable[[Connection], None]]] = (_v1, _v2)
+def _v3(conn: Connection) -> None:
+    """Cohort revocation jobs live in the database, visible from every worker."""
+    revocation_jobs.create(conn)
+
+
+MIGRATIONS: Final[Sequence[Callable[[Connection], None]]] = (_v1, _v2, _v3)
 
 
 def migrate(engine: Engine) -> None:

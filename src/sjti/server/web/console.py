@@ -27,7 +27,7 @@ from starlette.responses import HTMLResponse, Response
 
 from ...stores.base import MAX_LISTED_IDS, Cohort
 from ..auth import ServicesDep
-from ..routes.admin import revoke_selection
+from ..routes.admin import cohort_size, revoke_selection, start_revocation_job
 from ..users import ROLES, get_by_id
 from ._queries import (
     PAGE_SIZE,
@@ -379,6 +379,17 @@ def incident_confirm(
         raise _bad("preview", "confirm a selection from its impact preview; preview it again")
     if confirm.strip() != str(expected):
         raise _bad("confirm", "type the number of users the preview showed")
+    cohort, _ = selection.cohort()
+    if (
+        cohort is not None
+        and cohort.user_ids is None
+        and (cohort_size(services, cohort) > MAX_LISTED_IDS)
+    ):
+        # More than one transaction should hold: the API's batched job, every worker sees it.
+        job = start_revocation_job(
+            request, services, cohort, actor=_actor(session), reason=reason.strip()
+        )
+        return render(request, "admin/job.html", {**_common(session), "job": job})
     out = _run(services, session, selection, reason=reason.strip(), dry=False)
     return _result_page(request, session, out, expected=expected)
 
