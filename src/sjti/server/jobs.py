@@ -13,10 +13,17 @@ The worker running a job holds a lease: it refreshes ``heartbeat_at`` every
 written in each batch's transaction; the event and audit ids right after it, so they may
 lag one batch, never lead). It can be resumed.
 
-Every job selects ``rotated_before=<its start>`` (or the earlier date given): a user
-revoked by one of its batches, or by anything else since the job began, is not selected
-again, so a resume (or a re-run) revokes exactly who is left and never signs out again
-someone who signed in after their batch.
+The first run selects the cohort as given (what the dry run counted): one pass in id
+order visits every user once, so nobody who signed in again after their batch is signed
+out again, and no clock decides who is selected. A resume selects ``rotated_before=<the
+job's start>`` (or the earlier date given): a user revoked by one of its batches, or by
+anything else since the job began, is not selected again, so it revokes who is left.
+That comparison mixes the start (this worker's clock) with ``rotated_at`` (the clock of
+whichever worker rotated the key): a node whose clock ran ahead makes a resume skip its
+users, so the first run does not depend on it.
+
+A job runs at most once per worker at a time: a resume on the worker whose thread still
+runs it is refused (the lease is per worker, so two runs there would both pass it).
 """
 
 from __future__ import annotations
@@ -172,8 +179,7 @@ class RevocationJobs:
         """Record the job and start revoking in the background; its first snapshot.
         ``on_batch`` runs after each committed batch (the service's metrics)."""
         now = self._clock()
-        selected = as_of_start(cohort, now)
-        total = self._store.preview_batches(selected).count
+        total = self._store.preview_batches(cohort).count  # the run selects the same
         job_id = secrets.token_urlsafe(12)
         with self._lock:
             self._reserve(job_id)
@@ -183,8 +189,8 @@ class RevocationJobs:
                 {
                     "id": job_id,
                     "state": "running",
-                    "cohort": cohort_to_json(selected),
-                    "description": describe_cohort(selected),
+                    "cohort": cohort_to_json(as_of_start(cohort, now)),  # for a resume
+                    "description": describe_cohort(cohort),
                     "actor": actor,
                     "reason": reason,
                     "batch_size": batch_size,
@@ -204,7 +210,7 @@ class RevocationJobs:
             raise
         self._spawn(
             job_id,
-            lambda: self._run(job_id, selected, actor, reason, batch_size, pause_ms, on_batch),
+            lambda: self._run(job_id, cohort, actor, reason, batch_size, pause_ms, on_batch),
         )
         return self._seen_now(job_id)
 
@@ -212,11 +218,14 @@ class RevocationJobs:
         self,
         job_id: str,
         *,
+        actor: str,
         pause_ms: int | None = None,
         on_batch: Callable[[RevocationResult], None] = lambda _: None,
     ) -> JobProgress | None:
         """Take over a failed or interrupted job and revoke who is left (``None``: no such
-        job; :class:`NotResumableError`: it is running or done)."""
+        job; :class:`NotResumableError`: it is running, here or on a live worker, or
+        done). The batches it commits are audited as ``actor``, who caused them; the job
+        keeps the actor who started it."""
         row = job_rows.get(self._engine, job_id)
         if row is None:
             return None
@@ -239,7 +248,7 @@ class RevocationJobs:
             self._release(job_id)
             raise NotResumableError()
         cohort = cohort_from_json(taken["cohort"])
-        actor, reason = taken["actor"], taken["reason"]
+        reason = taken["reason"]
         size, pause = taken["batch_size"], taken["pause_ms"]
         self._spawn(job_id, lambda: self._run(job_id, cohort, actor, reason, size, pause, on_batch))
         return self._seen_now(job_id)
@@ -261,7 +270,11 @@ class RevocationJobs:
         return seen
 
     def _reserve(self, job_id: str) -> None:
-        """Under the lock: one more running job on this worker, or TooManyJobsError."""
+        """Under the lock: one more running job on this worker, or TooManyJobsError; a
+        job this worker runs already: NotResumableError (so each entry has one owner,
+        whose release cannot drop another run's lease or slot)."""
+        if job_id in self._running:
+            raise NotResumableError()
         if len(self._running) >= MAX_RUNNING:
             raise TooManyJobsError()
         self._running.add(job_id)

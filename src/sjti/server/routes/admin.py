@@ -277,12 +277,14 @@ def resume_job(
     body: ResumeIn | None = None,
 ) -> JobOut:
     """Finish a failed or interrupted job on this worker: the users its batches did not
-    reach (its cohort selects keys made before it started, so nobody is revoked twice);
+    reach (its cohort selects keys made before it started, so nobody is revoked twice),
+    each batch audited as the admin who resumed it;
     409 ``conflict`` while it runs or once it is done."""
     jobs = revocation_jobs(request, services)
     try:
         job = jobs.resume(
             job_id,
+            actor=f"admin:{admin.user.username}",
             pause_ms=None if body is None else body.pause_ms,
             on_batch=lambda result: services.revoked(result, "admin"),
         )
