@@ -4,9 +4,10 @@ The pool holds its connections. SQLAlchemy's default (5 pooled + 10 overflow) cl
 overflow connection as it comes back, so a service whose worker threads (anyio runs up to
 40) query at once opened a new PostgreSQL connection every few requests (~2 000 per 20 s
 of load, each a backend fork and an authentication). :data:`POOL_SIZE` connections are
-kept (more than the 16 request threads a busy worker runs beside the 4 the store's lookup
-lane holds); a burst beyond them borrows up to :data:`MAX_OVERFLOW` more, closed on
-return, so that pool plus overflow covers the threadpool and no thread waits on the pool.
+kept (the up to 8 that two lookup lanes hold, the store's and the service's user rows,
+plus 12 for request threads and the bus); a burst beyond them borrows up to
+:data:`MAX_OVERFLOW` more, closed on return, so that pool plus overflow covers the
+threadpool and no thread waits on the pool.
 A connection is recycled after an hour instead of being pinged before every checkout (a
 round trip per query): one that fails is invalidated by SQLAlchemy, with every older one,
 and the store answers BackendError (fail closed).
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_OVERFLOW", "POOL_SIZE", "make_engine", "pool_options"]
 
-# Per process. The store's lookup lane keeps up to 4 of them (stores/_lookup.py); the rest
-# serve request threads, the bus's event log reads and writes. 2 workers: 40 connections.
+# Per process. Each lookup lane keeps up to 4 (stores/_lookup.py: the store's and the
+# service's user rows); the rest serve request threads, the bus's event log reads and
+# writes. 2 workers: 40 connections.
 POOL_SIZE: Final = 20
 MAX_OVERFLOW: Final = 20  # 40 in all: anyio's default threadpool
 
