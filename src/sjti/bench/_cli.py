@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -151,8 +152,7 @@ def bench(
             with open(json_path, "w", encoding="utf-8") as out:
                 out.write(document)
     if markdown:
-        with open(markdown, "w", encoding="utf-8") as page:
-            page.write(render_markdown(result))
+        _write_page(markdown, render_markdown(result))
     if check and result.missed:
         names = ", ".join(r.name for r in result.missed)
         print(f"sjti bench: target missed: {names}", file=sys.stderr)
@@ -162,3 +162,19 @@ def bench(
 def main(argv: list[str] | None = None) -> int:
     """``sjti bench`` as a function: the exit code (2 for a usage error)."""
     return run_typer(app, argv, prog="sjti bench")
+
+
+# A page may carry hand-written notes (how a run was made, HTTP rows from bench-http)
+# after this line: regenerating the tables keeps them.
+KEPT_MARK = "<!-- sjti bench --markdown keeps everything below this line -->"
+
+
+def _write_page(path: str, generated: str) -> None:
+    kept = ""
+    with contextlib.suppress(FileNotFoundError):
+        with open(path, encoding="utf-8") as old:
+            text = old.read()
+        if KEPT_MARK in text:
+            kept = "\n" + KEPT_MARK + text.split(KEPT_MARK, 1)[1]
+    with open(path, "w", encoding="utf-8") as page:
+        page.write(generated + kept)
