@@ -660,7 +660,7 @@ def test_catchup_with_a_node_that_misses_the_replay_is_refused(
 ) -> None:
     """A replay that does not drop the revoked users would serve them from the cache: a
     fast number for a wrong answer, never reported."""
-    monkeypatch.setattr(KeyCache, "invalidate", lambda self, user_ids: None)
+    monkeypatch.setattr(KeyCache, "invalidate", lambda self, user_ids, event=None: None)
     with contextlib.ExitStack() as stack, pytest.raises(CaseError, match="wrong verdict"):
         _backends.measure_outage(None, None, stack, users=40, events=8, trials=1)
 
