@@ -4,6 +4,7 @@ batch that holds its user. Each ran against the real store (SQLite and PostgreSQ
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import warnings
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from starlette.exceptions import StarletteDeprecationWarning
 
 from sjti import RevokedTokenError
+from sjti.errors import BackendError
 from sjti.server import app as service
 from sjti.server import job_rows
 from sjti.server.auth import verify_access_token
@@ -108,6 +110,57 @@ def test_a_worker_whose_clock_runs_behind_still_revokes_the_whole_cohort(
     done = _ended(behind, job.id)
     assert (done.state, done.revoked, done.batches) == ("done", 2, 2)
     assert all(_revoked(services, t) for t in tokens)
+
+
+class _FailsAfterOne:
+    """The real store; a job's second batch fails (the database went away mid-job)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store, self.first = store, ()
+
+    def preview_batches(self, cohort: Cohort) -> RevocationResult:
+        return self._store.preview_batches(cohort)  # type: ignore[no-any-return]
+
+    def revoke_batches(self, cohort: Cohort, **options: Any) -> Iterator[RevocationResult]:
+        batches = self._store.revoke_batches(cohort, **options)
+        result = next(batches)
+        self.first = result.user_ids
+        yield result
+        raise BackendError("secret store unavailable")
+
+
+def test_a_resume_revokes_the_users_left_whatever_their_rotated_at_says(
+    services: Services,
+) -> None:
+    """Attack: a resume selected ``rotated_before=<job start>``. The users left after batch
+    1 of 3 have keys from a node whose clock runs an hour ahead (their ``rotated_at`` is
+    after the start): that resume skipped them and said done, nobody revoked. Now a resume
+    starts after the keyset position batch 1 recorded in its transaction: it revokes
+    exactly the two left, and the batch-1 user, who signed in again, keeps that session."""
+    tokens = dict(zip(("ann", "bob", "cid"), _users(services, "ann", "bob", "cid"), strict=True))
+    ids = {name: principal(services, t).user.id for name, t in tokens.items()}
+    failing = _FailsAfterOne(services.store)
+    jobs = RevocationJobs(services.engine, failing, _now)  # type: ignore[arg-type]
+    job = jobs.start(Cohort(role="user"), actor="admin:x", reason=None, batch_size=1)
+    assert _ended(jobs, job.id).state == "failed"
+    (first,) = [name for name in ids if (ids[name],) == failing.first]
+    left = [name for name in ids if name != first]
+    users = sa.table("sjti_users", sa.column("id"), sa.column("token_rotated_at"))
+    with services.engine.begin() as conn:  # keys a fast-clock node made
+        ahead = sa.update(users).where(users.c.id.in_([ids[n] for n in left]))
+        conn.execute(ahead.values(token_rotated_at=_now() + timedelta(hours=1)))
+    failed = job_rows.get(services.engine, job.id)
+    assert failed is not None
+    again = password_grant(services, first)
+    RevocationJobs(services.engine, services.store, _now).resume(job.id, actor="admin:y")
+    done = _ended(jobs, job.id)
+    assert (done.state, done.batches, done.revoked) == ("done", 3, 3)
+    assert all(_revoked(services, tokens[name]) for name in left)
+    assert not _revoked(services, again)
+    trail = services.store.audit_log(limit=10)
+    revoked = [r.count for r in trail if r.kind == "cohort" and r.actor == "admin:y"]
+    assert revoked == [1, 1]
+    assert json.loads(failed.get("resume_after")) == ids[first]  # the plan's position, typed
 
 
 @pytest.mark.parametrize("services", ["sqlite"], indirect=True)

@@ -20,7 +20,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 
 from sjti.errors import BackendError
 from sjti.server import app as service
-from sjti.server import db
+from sjti.server import db, job_rows
 from sjti.server.db import make_engine
 from sjti.server.jobs import MAX_RUNNING, NotResumableError, RevocationJobs, TooManyJobsError
 from sjti.server.routes import admin as admin_routes
@@ -188,8 +188,70 @@ def test_the_v3_migration_adds_the_jobs_table_to_a_v2_database(
     assert sa.inspect(engine).has_table("sjti_revocation_jobs")
     with engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version FROM sjti_server_schema")).scalar_one()
-    assert version == len(db.MIGRATIONS) == 3
+    assert version == len(db.MIGRATIONS)
     engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.service)])
+def test_the_v4_migration_adds_resume_after_to_a_v3_database(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """A v3 database with a job row gains ``resume_after`` (NULL for that row: it resumes
+    from the start), once; the table then has the columns and indexes a new one has."""
+    if backend == "sqlite":
+        url, fresh_url = f"sqlite:///{tmp_path}/v3.db", f"sqlite:///{tmp_path}/v4.db"
+    else:
+        url = request.getfixturevalue("own_postgres_database")
+        fresh_url = ""
+    engine = make_engine(url)
+    monkeypatch.setattr(db, "MIGRATIONS", db.MIGRATIONS[:3])
+    db.migrate(engine)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("sjti_revocation_jobs")}
+    assert "resume_after" not in columns
+    legacy = {c.name: 0 for c in db.revocation_jobs.columns if c.name != "resume_after"}
+    legacy.update(id="old", state="failed", cohort="{}", description="role=user", actor="a")
+    legacy.update(owner="w", started_at=_now(), heartbeat_at=_now(), finished_at=None)
+    legacy.update(reason=None, error=None)
+    with engine.begin() as conn:
+        conn.execute(sa.table("sjti_revocation_jobs", *map(sa.column, legacy)).insert(), legacy)
+    monkeypatch.undo()
+    db.migrate(engine)
+    db.migrate(engine)  # idempotent
+    row = job_rows.get(engine, "old")
+    assert row is not None
+    assert row["resume_after"] is None
+    assert job_rows.position_from_json(row["resume_after"]) is None
+    with engine.connect() as conn:
+        version = conn.execute(sa.text("SELECT version FROM sjti_server_schema")).scalar_one()
+    assert version == len(db.MIGRATIONS) == 4
+    migrated = _shape(engine)
+    engine.dispose()
+    if fresh_url:
+        fresh = make_engine(fresh_url)
+        db.migrate(fresh)
+        assert _shape(fresh) == migrated
+        fresh.dispose()
+
+
+def _shape(engine: sa.Engine) -> tuple[list[tuple[str, str, bool]], list[str]]:
+    inspector = sa.inspect(engine)
+    columns = inspector.get_columns("sjti_revocation_jobs")
+    indexes = inspector.get_indexes("sjti_revocation_jobs")
+    return (
+        [(c["name"], str(c["type"]), c["nullable"]) for c in columns],
+        sorted(str(i["name"]) for i in indexes),
+    )
+
+
+def test_a_keyset_position_round_trips_with_its_type() -> None:
+    """An int id and its text stay apart (a resume after ``"42"`` is not after ``42``);
+    any other type is refused (TypeError rolls the batch back), never stored lossy."""
+    for position in (42, "42", "a\u00e9Z_-"):
+        back = job_rows.position_from_json(job_rows.position_to_json(position))
+        assert (back, type(back)) == (position, type(position))
+    for bad in (True, 4.2, None, b"42"):
+        with pytest.raises(TypeError):
+            job_rows.position_to_json(bad)
 
 
 def _now() -> datetime:

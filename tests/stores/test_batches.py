@@ -127,6 +127,34 @@ def test_a_failing_batch_rolls_back_alone_and_the_error_surfaces(
     store.close()
 
 
+def test_a_run_resumes_after_the_position_its_batch_recorded(
+    engine: sa.Engine, names: SqlNames, ring: KekRing
+) -> None:
+    """``record`` runs in each batch's transaction with its ids and the keyset position the
+    next batch starts after (the id column's type: an int here); a second run given ``after=`` that
+    position revokes exactly the users the first run did not reach, each once."""
+    store = _store(engine, names, ring)
+    before = _secrets(store)
+    recorded: list[Any] = []
+
+    def record(ids: Sequence[Any], last: Any) -> Plan[None]:
+        assert len(ids) == 5
+        recorded.append(last)
+        yield from ()
+
+    first = store.revoke_batches(Cohort(tenant="acme"), batch_size=5, record=record)
+    assert next(first).count == 5  # then the run stops (a worker died)
+    assert recorded == [ACME[4]]
+    assert type(recorded[0]) is int
+    middle = _secrets(store)
+    rest = list(store.revoke_batches(Cohort(tenant="acme"), batch_size=5, after=recorded[0]))
+    assert [b.user_ids for b in rest] == [tuple(map(str, ACME[5:10])), tuple(map(str, ACME[10:]))]
+    after = _secrets(store)
+    assert {i for i in before if before[i] != middle[i]} == set(ACME[:5])
+    assert {i for i in middle if middle[i] != after[i]} == set(ACME[5:])
+    store.close()
+
+
 def test_preview_counts_and_lists_in_batch_order_without_writing(
     engine: sa.Engine, names: SqlNames, ring: KekRing
 ) -> None:
@@ -174,12 +202,15 @@ async def test_async_store_revokes_in_the_same_batches(
         store = AsyncSqlSecretStore(async_engine, ring, layout, cohort_columns=columns)
         counts = [b.count async for b in store.revoke_batches(Cohort(tenant="acme"), batch_size=6)]
         preview = await store.preview_batches(Cohort(tenant="other"))
+        resumed = store.revoke_batches(Cohort(tenant="other"), batch_size=6, after=20)
+        rest = [b.user_ids async for b in resumed]
     finally:
         await async_engine.dispose()
     assert counts == [6, 6, 1]
     assert preview.count == USERS - len(ACME)
+    assert rest == [("22", "24")]  # after=: only the ids above it
     after = _secrets(sync_store)
-    assert {i for i in before if before[i] != after[i]} == set(ACME)
+    assert {i for i in before if before[i] != after[i]} == set(ACME) | {22, 24}
     sync_store.close()
 
 

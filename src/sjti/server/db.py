@@ -115,6 +115,9 @@ revocation_jobs = Table(
     Column("last_audit_id", BigInteger, nullable=True),
     Column("error", String(64), nullable=True),
     Column("resumed", Integer, nullable=False),
+    # v4: the keyset position after the last committed batch, typed as JSON (an id may be
+    # an int or a text), written in that batch's transaction: where a resume starts.
+    Column("resume_after", Text, nullable=True),
 )
 
 _versions = Table(
@@ -151,10 +154,21 @@ def _v2(conn: Connection) -> None:
 
 def _v3(conn: Connection) -> None:
     """Cohort revocation jobs live in the database, visible from every worker."""
-    revocation_jobs.create(conn)
+    v3_jobs = Table(
+        "sjti_revocation_jobs",
+        MetaData(),
+        *(c._copy() for c in revocation_jobs.columns if c.name != "resume_after"),
+    )
+    v3_jobs.create(conn)
 
 
-MIGRATIONS: Final[Sequence[Callable[[Connection], None]]] = (_v1, _v2, _v3)
+def _v4(conn: Connection) -> None:
+    """A job resumes after its last committed batch's keyset position: ``resume_after``."""
+    spec = CreateColumn(revocation_jobs.c.resume_after._copy()).compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE sjti_revocation_jobs ADD COLUMN {spec}"))
+
+
+MIGRATIONS: Final[Sequence[Callable[[Connection], None]]] = (_v1, _v2, _v3, _v4)
 
 
 def migrate(engine: Engine) -> None:

@@ -8,6 +8,7 @@ rolls back (:class:`JobLostError`), so two workers never commit batches for one 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,8 @@ __all__ = [
     "heartbeat",
     "ids_committed",
     "insert",
+    "position_from_json",
+    "position_to_json",
     "recent",
 ]
 
@@ -45,9 +48,10 @@ def _mine(job_id: str, owner: str) -> Any:
 
 
 def batch_written(
-    job_id: str, owner: str, *, users: int, sessions: int, now: datetime
+    job_id: str, owner: str, *, users: int, sessions: int, after: Any, now: datetime
 ) -> Plan[None]:
-    """Inside the batch's transaction: count it. Not the owner any more: roll it back."""
+    """Inside the batch's transaction: count it and record ``after``, the keyset position
+    the next batch starts after. Not the owner any more: roll it back."""
     rows = yield Count(
         update(t)
         .where(_mine(job_id, owner))
@@ -55,11 +59,26 @@ def batch_written(
             batches=t.c.batches + 1,
             revoked=t.c.revoked + users,
             refresh_sessions_revoked=t.c.refresh_sessions_revoked + sessions,
+            resume_after=position_to_json(after),
             heartbeat_at=now,
         )
     )
     if int(rows[0]["n"]) != 1:
         raise JobLostError()
+
+
+def position_to_json(after: Any) -> str:
+    """An id as its JSON (``42`` and ``"42"`` stay apart). Only ints and texts: any other
+    type raises, rolling the batch back, rather than store a position that reads back
+    different (a resume would then skip or repeat users)."""
+    if isinstance(after, bool) or not isinstance(after, int | str):
+        raise TypeError(f"a keyset position must be an int or a str, not {type(after).__name__}")
+    return json.dumps(after)
+
+
+def position_from_json(text: str | None) -> Any:
+    """``None``: no batch committed (or a job from before v4): start from the beginning."""
+    return None if text is None else json.loads(text)
 
 
 def ids_committed(engine: Engine, job_id: str, owner: str, result: RevocationResult) -> None:

@@ -13,14 +13,16 @@ The worker running a job holds a lease: it refreshes ``heartbeat_at`` every
 written in each batch's transaction; the event and audit ids right after it, so they may
 lag one batch, never lead). It can be resumed.
 
-The first run selects the cohort as given (what the dry run counted): one pass in id
-order visits every user once, so nobody who signed in again after their batch is signed
-out again, and no clock decides who is selected. A resume selects ``rotated_before=<the
-job's start>`` (or the earlier date given): a user revoked by one of its batches, or by
-anything else since the job began, is not selected again, so it revokes who is left.
-That comparison mixes the start (this worker's clock) with ``rotated_at`` (the clock of
-whichever worker rotated the key): a node whose clock ran ahead makes a resume skip its
-users, so the first run does not depend on it.
+Every run selects the cohort as given (what the dry run counted), in id order (keyset
+pagination): one pass visits every user once, so nobody who signed in again after their
+batch is signed out again, and no clock decides who is selected. Each batch records, in
+its own transaction, the keyset position the next batch starts after (``resume_after``:
+the largest id of the batch in the database's order, as the plan itself uses it). A
+resume starts after that position: exactly the users no committed batch reached. (A
+resume used to select ``rotated_before=<the job's start>``, comparing one worker's clock
+with the ``rotated_at`` of whichever node rotated each key: a node whose clock ran ahead
+made it skip users never revoked, and the job said done.) A job whose row predates
+``resume_after`` (schema v3) resumes from the start with the criteria it stored.
 
 A job runs at most once per worker at a time: a resume on the worker whose thread still
 runs it is refused (the lease is per worker, so two runs there would both pass it).
@@ -35,7 +37,7 @@ import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -104,13 +106,6 @@ def _iso(value: datetime | None) -> str | None:
 
 def _date(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
-
-
-def as_of_start(cohort: Cohort, started_at: datetime) -> Cohort:
-    """The job's selection: keys made before it started (see the module docs)."""
-    given = cohort.rotated_before
-    rotated_before = started_at if given is None else min(given, started_at)
-    return dataclasses.replace(cohort, rotated_before=rotated_before)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -189,7 +184,7 @@ class RevocationJobs:
                 {
                     "id": job_id,
                     "state": "running",
-                    "cohort": cohort_to_json(as_of_start(cohort, now)),  # for a resume
+                    "cohort": cohort_to_json(cohort),  # for a resume
                     "description": describe_cohort(cohort),
                     "actor": actor,
                     "reason": reason,
@@ -210,7 +205,7 @@ class RevocationJobs:
             raise
         self._spawn(
             job_id,
-            lambda: self._run(job_id, cohort, actor, reason, batch_size, pause_ms, on_batch),
+            lambda: self._run(job_id, cohort, None, actor, reason, batch_size, pause_ms, on_batch),
         )
         return self._seen_now(job_id)
 
@@ -248,9 +243,13 @@ class RevocationJobs:
             self._release(job_id)
             raise NotResumableError()
         cohort = cohort_from_json(taken["cohort"])
+        after = job_rows.position_from_json(taken["resume_after"])  # the last commit's
         reason = taken["reason"]
         size, pause = taken["batch_size"], taken["pause_ms"]
-        self._spawn(job_id, lambda: self._run(job_id, cohort, actor, reason, size, pause, on_batch))
+        self._spawn(
+            job_id,
+            lambda: self._run(job_id, cohort, after, actor, reason, size, pause, on_batch),
+        )
         return self._seen_now(job_id)
 
     def get(self, job_id: str) -> JobProgress | None:
@@ -316,6 +315,7 @@ class RevocationJobs:
         self,
         job_id: str,
         cohort: Cohort,
+        after: Any,
         actor: str,
         reason: str | None,
         batch_size: int,
@@ -323,24 +323,32 @@ class RevocationJobs:
         on_batch: Callable[[RevocationResult], None],
     ) -> None:
         counted: list[int] = []
-        families = revoke_families_of(counted)
+        also = revoke_families_of(counted)
 
-        def also(user_ids: Any) -> Plan[None]:
-            mark = len(counted)
-            yield from families(user_ids)
+        def record(user_ids: Sequence[Any], last: Any) -> Plan[None]:
+            """In the batch's transaction, after ``also``: its counts, and ``last``, where
+            the next batch starts (the plan's own keyset position) for a resume."""
             yield from job_rows.batch_written(
                 job_id,
                 self.owner,
                 users=len(user_ids),
-                sessions=sum(counted[mark:]),
+                sessions=sum(counted),
+                after=last,
                 now=self._clock(),
             )
+            counted.clear()  # the transaction commits next, or the job stops on its error
 
         error: str | None = None
         pause = threading.Event()
         try:
             batches = self._store.revoke_batches(
-                cohort, batch_size=batch_size, actor=actor, reason=reason, also=also
+                cohort,
+                batch_size=batch_size,
+                actor=actor,
+                reason=reason,
+                also=also,
+                record=record,
+                after=after,
             )
             for result in batches:
                 job_rows.ids_committed(self._engine, job_id, self.owner, result)

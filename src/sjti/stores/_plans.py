@@ -41,6 +41,7 @@ __all__ = [
     "Fetch",
     "Job",
     "Op",
+    "RecordBatch",
     "Rows",
     "audit_log",
     "check_batch_size",
@@ -378,6 +379,13 @@ class Batch:
     fetched: int = 0  # rows the SELECT returned (a join may repeat an id)
 
 
+# Statements a caller adds to each batch's transaction (after ``also``, before the audit
+# and event rows), given its ids and ``last``: the keyset position the next batch starts
+# after, in the database's own order (not Python's max of the ids). E.g. a job's progress
+# row, so that a resume (``after=last``) starts exactly where the committed batches end.
+RecordBatch = Callable[[Sequence[Any], Any], Plan[None]]
+
+
 def revoke_batch(
     ctx: st.Context,
     cohort: Cohort,
@@ -388,6 +396,7 @@ def revoke_batch(
     actor: str | None,
     reason: str | None,
     also: AlsoRevoke | None = None,
+    record: RecordBatch | None = None,
 ) -> Job[Batch]:
     """The next ``batch_size`` users of ``cohort`` with an id above ``after`` (``None``:
     from the start), rotated, audited and logged as one event: one transaction.
@@ -403,10 +412,24 @@ def revoke_batch(
         raw_ids = list(dict.fromkeys(st.parse_rows(row["rows"])))  # a join may repeat one
         if not raw_ids:
             return Batch(rv.result_for((), dry_run=False, audit_id=None), None)
+        last = row["last"]
+
+        def also_and_record(ids: Sequence[Any]) -> Plan[None]:
+            if also is not None:
+                yield from also(ids)
+            if record is not None:
+                yield from record(ids, last)
+
         result = yield from _commit(
-            ctx, raw_ids, kind="cohort", detail=detail, actor=actor, reason=reason, also=also
+            ctx,
+            raw_ids,
+            kind="cohort",
+            detail=detail,
+            actor=actor,
+            reason=reason,
+            also=also_and_record,
         )
-        return Batch(result, row["last"], int(row["n"]))
+        return Batch(result, last, int(row["n"]))
 
     return _write(ctx, plan())
 
@@ -418,7 +441,8 @@ class Batches:
             batch = run(job)      # one committed transaction
             jobs.advance(batch)   # where the next batch starts (or: done)
 
-    The decisions (keyset position, when to stop, the audit detail) live here."""
+    The decisions (keyset position, when to stop, the audit detail) live here. ``after``:
+    start after this id (a :attr:`Batch.last` a run recorded; ``None``: from the start)."""
 
     def __init__(
         self,
@@ -429,13 +453,15 @@ class Batches:
         actor: str | None,
         reason: str | None,
         also: AlsoRevoke | None,
+        record: RecordBatch | None = None,
+        after: Any = None,
     ) -> None:
         rv.check_cohort(cohort)
-        st.select_batch(ctx, cohort, after=None, limit=batch_size)  # CohortError now
+        st.select_batch(ctx, cohort, after=after, limit=batch_size)  # CohortError now
         self._ctx, self._cohort, self._size = ctx, cohort, batch_size
-        self._actor, self._reason, self._also = actor, reason, also
+        self._actor, self._reason, self._also, self._record = actor, reason, also, record
         self._detail = rv.describe_cohort(cohort)
-        self._after: Any = None
+        self._after: Any = after
         self._number = 0
         self._done = False
 
@@ -455,6 +481,7 @@ class Batches:
             actor=self._actor,
             reason=self._reason,
             also=self._also,
+            record=self._record,
         )
 
     def advance(self, batch: Batch) -> None:
@@ -471,8 +498,19 @@ def revoke_batches(
     actor: str | None,
     reason: str | None,
     also: AlsoRevoke | None = None,
+    record: RecordBatch | None = None,
+    after: Any = None,
 ) -> Batches:
-    return Batches(ctx, cohort, batch_size=batch_size, actor=actor, reason=reason, also=also)
+    return Batches(
+        ctx,
+        cohort,
+        batch_size=batch_size,
+        actor=actor,
+        reason=reason,
+        also=also,
+        record=record,
+        after=after,
+    )
 
 
 def preview_batches(ctx: st.Context, cohort: Cohort) -> Job[RevocationResult]:

@@ -36,7 +36,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Final, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -310,6 +310,8 @@ class SqlSecretStore:
         actor: str | None = None,
         reason: str | None = None,
         also: plans.AlsoRevoke | None = None,
+        record: plans.RecordBatch | None = None,
+        after: Any = None,
     ) -> Iterator[RevocationResult]:
         """Revoke a criteria cohort of any size in batches; yields each committed batch.
 
@@ -323,13 +325,23 @@ class SqlSecretStore:
 
         Not atomic across batches: a failure (BackendError) leaves the batches before it
         revoked, each with its event; run it again to finish (users already rotated are
-        rotated again, which is harmless). Memory is bounded by one batch. The iterator is
-        lazy: consume it (``for batch in ...`` to show progress). The dry run is
-        :meth:`preview_batches`.
+        rotated again, which is harmless), or pass ``after``: the last committed batch's
+        keyset position, which ``record`` (run in each batch's transaction after ``also``,
+        given the batch's ids and that position: its largest id in the database's own
+        order) can store with the batch. No clock decides where a resumed run starts.
+        Memory is bounded by one batch. The iterator is lazy: consume it (``for batch in
+        ...`` to show progress). The dry run is :meth:`preview_batches`.
         """
         plans.check_batch_size(batch_size)
         jobs = plans.revoke_batches(
-            self._ctx, cohort, batch_size=batch_size, actor=actor, reason=reason, also=also
+            self._ctx,
+            cohort,
+            batch_size=batch_size,
+            actor=actor,
+            reason=reason,
+            also=also,
+            record=record,
+            after=after,
         )  # CohortError now, not at the first next()
         return self._batches(jobs)
 

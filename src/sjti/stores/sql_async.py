@@ -16,7 +16,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Final, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, cast
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -266,11 +266,20 @@ class AsyncSqlSecretStore:
         actor: str | None = None,
         reason: str | None = None,
         also: plans.AlsoRevoke | None = None,
+        record: plans.RecordBatch | None = None,
+        after: Any = None,
     ) -> AsyncIterator[RevocationResult]:
         """As :meth:`sjti.stores.sql.SqlSecretStore.revoke_batches`: ``async for``."""
         plans.check_batch_size(batch_size)
         jobs = plans.revoke_batches(
-            self._ctx, cohort, batch_size=batch_size, actor=actor, reason=reason, also=also
+            self._ctx,
+            cohort,
+            batch_size=batch_size,
+            actor=actor,
+            reason=reason,
+            also=also,
+            record=record,
+            after=after,
         )
         return self._batches(jobs)
 
