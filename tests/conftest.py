@@ -66,6 +66,29 @@ def verifier(boundary: BoundaryVerifier) -> UserVerifier:
     return UserVerifier(boundary)
 
 
+_django_selected = False
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    global _django_selected
+    _django_selected = any(item.nodeid.startswith("tests/test_django.py") for item in items)
+
+
+def pytest_runtest_logstart(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    """The Django child runs start in the background when the suite reaches tests/core
+    (tests/_django_runs.py), if this session runs them."""
+    if _django_selected and nodeid.startswith("tests/core/"):
+        from ._django_runs import start_early
+
+        start_early()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from ._django_runs import stop_early
+
+    stop_early()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
