@@ -29,6 +29,7 @@ from typing import Any, Final
 from .. import Kek, KekRing
 from .._core.binding import UserKey, new_device_id
 from ..stores._devices import column_text
+from .bulk import app_users_table
 
 __all__ = ["DEVICES", "TableSize", "drop", "measure_disk", "owned_layout", "seed_owned"]
 
@@ -61,21 +62,6 @@ def owned_layout(name: str) -> Any:
     from ..stores.layouts import OwnedTable
 
     return OwnedTable(name=name, **_LOGS)
-
-
-def _app_table(metadata: Any, name: str, *, secrets_too: bool) -> Any:
-    import sqlalchemy as sa
-
-    from ..stores.sql import secret_columns
-
-    return sa.Table(
-        name,
-        metadata,
-        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
-        sa.Column("tenant", sa.Text, nullable=False),
-        *(secret_columns() if secrets_too else ()),
-        sa.Index(f"{name}_tenant_id", "tenant", "id"),
-    )
 
 
 def _copy(engine: Any, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
@@ -139,7 +125,7 @@ def _seed_app(engine: Any, ring: KekRing, name: str, users: int, devices: int | 
     from ..stores.sql import upgrade
 
     metadata = sa.MetaData()
-    table = _app_table(metadata, name, secrets_too=devices is not None)
+    table = app_users_table(metadata, name, secrets_too=devices is not None)
     metadata.create_all(engine)
     ids = range(1, users + 1)
     if devices is None:

@@ -49,6 +49,7 @@ __all__ = [
     "QUICK_USERS",
     "BulkRun",
     "Step",
+    "app_users_table",
     "details",
     "main",
     "measures",
@@ -141,18 +142,20 @@ def _timed(name: str, rows: int, work: Callable[[], T]) -> tuple[Step, T]:
 # seeding (the app's users table, filled as an app's import would: not what is measured)
 
 
-def _table(metadata: Any) -> Any:
+def app_users_table(metadata: Any, name: str = _TABLE, *, secrets_too: bool = True) -> Any:
+    """The app's users table the bulk bench seeds (and the scale bench sizes): id, tenant,
+    an index on ``(tenant, id)``, and sjti's secret columns (``secrets_too``)."""
     import sqlalchemy as sa
 
     from ..stores.sql import secret_columns
 
     return sa.Table(
-        _TABLE,
+        name,
         metadata,
         sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("tenant", sa.Text, nullable=False),
-        *secret_columns(),
-        sa.Index(f"{_TABLE}_tenant_id", "tenant", "id"),
+        *(secret_columns() if secrets_too else ()),
+        sa.Index(f"{name}_tenant_id", "tenant", "id"),
     )
 
 
@@ -292,7 +295,7 @@ def _one(database: str, url: str, users: int, progress: Callable[[str], None]) -
     ring = KekRing([Kek.generate("bulk1")])
     try:
         metadata = sa.MetaData()
-        table = _table(metadata)
+        table = app_users_table(metadata)
         metadata.create_all(engine)
         if database == "postgresql":
             # Leave room in each page so a rotation's new row version fits beside the old

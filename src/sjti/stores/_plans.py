@@ -54,7 +54,6 @@ __all__ = [
     "preview_batches",
     "revoke",
     "revoke_batch",
-    "revoke_batches",
     "revoke_cohort",
     "revoke_device",
     "revoke_many",
@@ -488,29 +487,6 @@ class Batches:
         """Record a committed batch: the next one starts after its last id."""
         self._after = batch.last
         self._done = batch.last is None or batch.fetched < self._size
-
-
-def revoke_batches(
-    ctx: st.Context,
-    cohort: Cohort,
-    *,
-    batch_size: int,
-    actor: str | None,
-    reason: str | None,
-    also: AlsoRevoke | None = None,
-    record: RecordBatch | None = None,
-    after: Any = None,
-) -> Batches:
-    return Batches(
-        ctx,
-        cohort,
-        batch_size=batch_size,
-        actor=actor,
-        reason=reason,
-        also=also,
-        record=record,
-        after=after,
-    )
 
 
 def preview_batches(ctx: st.Context, cohort: Cohort) -> Job[RevocationResult]:

@@ -168,32 +168,24 @@ class SqlSecretStore:
     def load_secret(self, user_id: str) -> bytes | None:
         """The hot lookup: one primary-key SELECT at the driver's floor (see _lookup);
         from the replica when it proves itself current for this user."""
+        return self._load(user_id, self._replica)
+
+    def _load(self, user_id: str, replica: replicas.Replica | None) -> bytes | None:
         id_value = st.coerce_id(self._ctx.target, user_id)
         if id_value is None:
             return None
-        if self._replica is not None:
-            found = self._replica.read(user_id, id_value)
+        if replica is not None:
+            found = replica.read(user_id, id_value)
             if found is not None:
                 return found
         return plans.open_found(self._ctx, user_id, self._lane.fetch(id_value))
-
-    def _load_primary(self, user_id: str) -> bytes | None:
-        """:meth:`load_secret` from the primary, whatever the replica (mint paths)."""
-        if self._replica is None:
-            return self.load_secret(user_id)
-        id_value = st.coerce_id(self._ctx.target, user_id)
-        return (
-            None
-            if id_value is None
-            else plans.open_found(self._ctx, user_id, self._lane.fetch(id_value))
-        )
 
     def load(self, user_id: str) -> UserKey | None:
         record = self.load_secret(user_id)
         return UserKey.from_record(record) if record is not None else None
 
     def ensure(self, user_id: str) -> UserKey:
-        record = self._load_primary(user_id)  # no write lock; the primary: a mint path
+        record = self._load(user_id, None)  # the primary, no write lock: a mint path
         if record is None:
             record = self._run(plans.ensure(self._ctx, user_id))
         return UserKey.from_record(record)
@@ -333,7 +325,7 @@ class SqlSecretStore:
         ...`` to show progress). The dry run is :meth:`preview_batches`.
         """
         plans.check_batch_size(batch_size)
-        jobs = plans.revoke_batches(
+        jobs = plans.Batches(
             self._ctx,
             cohort,
             batch_size=batch_size,

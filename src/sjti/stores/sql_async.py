@@ -271,7 +271,7 @@ class AsyncSqlSecretStore:
     ) -> AsyncIterator[RevocationResult]:
         """As :meth:`sjti.stores.sql.SqlSecretStore.revoke_batches`: ``async for``."""
         plans.check_batch_size(batch_size)
-        jobs = plans.revoke_batches(
+        jobs = plans.Batches(
             self._ctx,
             cohort,
             batch_size=batch_size,
