@@ -7,6 +7,7 @@ import os
 import shutil
 from collections.abc import Generator, Iterator
 from functools import cache
+from pathlib import Path
 
 import pytest
 
@@ -151,6 +152,15 @@ def own_postgres_database(postgres_server_url: str) -> Generator[str, None, None
     (and their keys, wrapped under this test's KEK)."""
     with _scratch_database(postgres_server_url) as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.service)])
+def service_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database of this test's own, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/service.db"
+    url: str = request.getfixturevalue("own_postgres_database")
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -33,12 +33,9 @@ from sjti.stores._revocation import utc_now
 from .server.test_races import PASSWORD, Pause, client_request, rounds, run
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.service)])
-def services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/review.db"
-    else:
-        url = request.getfixturevalue("own_postgres_database")
+@pytest.fixture
+def services(service_database_url: str, tmp_path: Path) -> Iterator[Services]:
+    url = service_database_url
     built = Services.build(
         Settings(
             database_url=url,

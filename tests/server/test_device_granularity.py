@@ -23,12 +23,9 @@ from sjti.server.settings import Settings
 from .test_races import PASSWORD, client_request
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.service)])
-def services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/devices.db"
-    else:
-        url = request.getfixturevalue("own_postgres_database")
+@pytest.fixture
+def services(service_database_url: str, tmp_path: Path) -> Iterator[Services]:
+    url = service_database_url
     built = Services.build(
         Settings(
             database_url=url,

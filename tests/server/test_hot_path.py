@@ -92,12 +92,9 @@ def test_a_refused_token_also_hops_once(client: TestClient, hops: list[str]) -> 
     assert hops == ["verify_access_token"]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.service)])
-def services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/rows.db"
-    else:
-        url = request.getfixturevalue("own_postgres_database")
+@pytest.fixture
+def services(service_database_url: str, tmp_path: Path) -> Iterator[Services]:
+    url = service_database_url
     built = Services.build(settings_for(url, tmp_path))
     yield built
     built.close()

@@ -38,16 +38,11 @@ from .test_races import (
 )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
+@pytest.fixture
+def services(service_database_url: str, tmp_path: Path) -> Iterator[Services]:
     """The service's stores on a database of this test's own (a cohort sees only its
     users)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/review.db"
-    else:
-        request.applymarker(pytest.mark.service)
-        url = request.getfixturevalue("own_postgres_database")
-    settings = Settings(database_url=url, key_file=str(tmp_path / "keys.json"))
+    settings = Settings(database_url=service_database_url, key_file=str(tmp_path / "keys.json"))
     built = Services.build(settings)
     assert built.wait_ready(10)
     yield built
